@@ -1,0 +1,51 @@
+"""Shared test fixtures: where the real data is, and helpers every test module may use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path:
+    env = os.environ.get("MEDIMG_DATA")
+    return Path(env) if env else (REPO.parent / "shared" / "data")
+
+
+DATA = _data_dir()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data folder (../shared/data or $MEDIMG_DATA).  Missing data is a failure, not a skip."""
+    if not (DATA / "MANIFEST.md").is_file():
+        pytest.fail(
+            f"real data not found at {DATA}: put ../shared/data beside the checkout or set MEDIMG_DATA",
+            pytrace=False,
+        )
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def ct_series(data_dir: Path) -> Path:
+    """A real 64-slice chest CT series (uncompressed)."""
+    return data_dir / "ct" / "lung-pet-ct-dx-A0001" / "series-2"
+
+
+@pytest.fixture(scope="session")
+def pydicom_data_dir() -> Path:
+    """The 68 files of the pydicom-data package (read from the installed package, never copied)."""
+    import data_store  # the import name of the pydicom-data distribution
+
+    return Path(data_store.__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def pydicom_test_dir() -> Path:
+    """pydicom's own test files (several deliberately broken)."""
+    import pydicom
+
+    return Path(pydicom.__file__).parent / "data" / "test_files"
