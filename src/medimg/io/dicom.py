@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 
 from ..image import Image
 from .dicom_index import DicomIndex, SeriesEntry, index_paths
-from .dicom_series import build_image
+from .dicom_series import SeriesSummary, build_image, summarize
 
-__all__ = ["DicomIndex", "SeriesEntry", "index", "load_series", "read_dicom"]
+__all__ = ["DicomIndex", "SeriesEntry", "SeriesSummary", "index", "is_dicom_path", "load_series", "read_dicom",
+           "summarize"]
 
 PathLike = str | os.PathLike[str]
 
@@ -31,7 +32,9 @@ def index(
 def load_series(entry: SeriesEntry, *, workers: int | None = None,
                 progress: Callable[[int, int], None] | None = None) -> Image:
     """The Image of one series of an index."""
-    return build_image(entry, workers=workers, progress=progress)
+    image = build_image(entry, workers=workers, progress=progress)
+    assert isinstance(image, Image)
+    return image
 
 
 def read_dicom(
@@ -48,5 +51,33 @@ def read_dicom(
     :class:`~medimg.errors.InputError` for unreadable files of the chosen series.
     """
     idx = index_paths(paths, workers=workers)
-    entry = idx.find(series)
-    return build_image(entry, workers=workers, progress=progress)
+    return load_series(idx.find(series), workers=workers, progress=progress)
+
+
+def is_dicom_path(path: PathLike) -> bool:
+    """Whether ``path`` is for the DICOM reader: a folder, or a file that looks like DICOM.
+
+    A file is DICOM if it has the 'DICM' marker at byte 128, or (old exports without a preamble) if
+    pydicom can read an image header from it.
+    """
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        return True
+    try:
+        with open(p, "rb") as fp:
+            head = fp.read(132)
+    except OSError:
+        return False
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return True
+    lower = p.lower()
+    if lower.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg",
+                       ".jpeg", ".tif", ".tiff", ".npz", ".gif", ".bmp")):
+        return False
+    from .dicom_index import read_record
+
+    try:
+        read_record(p)
+    except Exception:
+        return False
+    return True

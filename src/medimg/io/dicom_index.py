@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -332,7 +333,9 @@ def read_record(path: str | os.PathLike[str]) -> InstanceRecord:
     if size == 0:
         raise InputError(path, "file is empty (0 bytes)", "re-export or re-send it")
     try:
-        with open(path, "rb") as fp:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            # Read tolerantly: public files carry small standard violations (see docs/dicom.md).
+            warnings.simplefilter("ignore")
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError:

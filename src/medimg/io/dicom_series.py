@@ -38,7 +38,7 @@ from ..image import Image
 from .dicom_index import FrameGeometry, InstanceRecord, SeriesEntry
 from .dicom_pixels import dataset_for, read_frames, read_frames_safe
 
-__all__ = ["build_image"]
+__all__ = ["SeriesSummary", "build_image", "summarize"]
 
 ORIENTATION_TOL = 1e-3  # direction cosines equal within this are the same orientation
 POSITION_TOL_MM = 0.01  # slices closer than this along the normal share a position
@@ -50,6 +50,15 @@ class _Slice:
     record: InstanceRecord
     frame: int  # frame index inside the file
     geometry: FrameGeometry
+
+
+@dataclass
+class SeriesSummary:
+    """What a series would load as, worked out from headers only (for listings such as `medimg info`)."""
+
+    shape: tuple[int, ...]  # (z, y, x) or (z, y, x, c)
+    spacing: tuple[float, float, float]  # (z, y, x) mm
+    warnings: list[dict[str, str]]
 
 
 def _warn(warnings: list[dict[str, str]], code: str, message: str) -> None:
@@ -313,7 +322,8 @@ def _series_name(entry: SeriesEntry) -> str:
 
 
 def _volume_image(entry: SeriesEntry, slices: list[_Slice], warnings: list[dict[str, str]],
-                  workers: int | None, progress: Callable[[int, int], None] | None) -> Image:
+                  workers: int | None, progress: Callable[[int, int], None] | None,
+                  header_only: bool = False) -> Image | SeriesSummary:
     orientation = slices[0].geometry.orientation
     assert orientation is not None
     normal = _normal(orientation)
@@ -391,6 +401,12 @@ def _volume_image(entry: SeriesEntry, slices: list[_Slice], warnings: list[dict[
         count = int(round(src_t[-1] / z_step)) + 1
         grid_t = np.arange(count) * z_step if irregular.any() else src_t
 
+    if header_only:
+        rec0 = slices[0].record
+        chans = 3 if rec0.photometric == "PALETTE COLOR" else rec0.samples_per_pixel
+        shape = (len(grid_t), rec0.rows, rec0.columns) + ((chans,) if chans > 1 else ())
+        return SeriesSummary(shape, (z_step, pixel_spacing[0], pixel_spacing[1]), warnings)
+
     used_records = list(dict.fromkeys(s.record.path for s in slices))
     by_path = {s.record.path: s.record for s in slices}
     frames = _load_pixels([by_path[p] for p in used_records], workers, progress)
@@ -442,11 +458,45 @@ def _regrid(stack: np.ndarray, src_t: np.ndarray, grid_t: np.ndarray,
     return out, interpolated
 
 
+def summarize(entry: SeriesEntry) -> SeriesSummary:
+    """Shape, spacing and integrity warnings of a series from its headers, without reading pixels.
+
+    Raises :class:`SeriesError` exactly where :func:`build_image` would.
+    """
+    result = build_image(entry, header_only=True)
+    assert isinstance(result, SeriesSummary)
+    return result
+
+
+def _summary_unplaced(records: list[InstanceRecord], warnings: list[dict[str, str]]) -> SeriesSummary:
+    rec = records[0]
+    geo = rec.frame_geometry[0] if rec.frame_geometry else FrameGeometry()
+    dy, dx = geo.pixel_spacing or (1.0, 1.0)
+    chans = 3 if rec.photometric == "PALETTE COLOR" else rec.samples_per_pixel
+    if rec.is_mosaic:
+        n = rec.mosaic_images or 0
+        tiles = math.ceil(math.sqrt(n)) if n else 1
+        dz = float(rec.meta.get("spacing_between_slices") or geo.slice_thickness or 1.0)
+        shape = (n, rec.rows // tiles, rec.columns // tiles)
+        return SeriesSummary(shape + ((len(records),) if len(records) > 1 else ()), (dz, dy, dx),
+                             warnings)
+    dz = geo.slice_thickness if (rec.frames == 1 and geo.slice_thickness) else 1.0
+    shape = (rec.frames, rec.rows, rec.columns) + ((chans,) if chans > 1 else ())
+    return SeriesSummary(shape, (dz, dy, dx), warnings)
+
+
 def build_image(entry: SeriesEntry, *, workers: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Image:
-    """The Image of one indexed series (see the module docstring for what is checked)."""
+                progress: Callable[[int, int], None] | None = None,
+                header_only: bool = False) -> Image | SeriesSummary:
+    """The Image of one indexed series (see the module docstring for what is checked).
+
+    With ``header_only`` no pixel is read and a :class:`SeriesSummary` is returned instead.
+    """
     warnings: list[dict[str, str]] = []
     records = entry.instances
+    if header_only and (all(r.is_mosaic for r in records) or (
+            len(records) == 1 and not any(g.position for g in records[0].frame_geometry))):
+        return _summary_unplaced(records, warnings)
     if all(r.is_mosaic for r in records):
         return _mosaic_image(sorted(records, key=lambda r: (r.acquisition_number or 0,
                                                             r.instance_number or 0)),
@@ -470,4 +520,4 @@ def build_image(entry: SeriesEntry, *, workers: int | None = None,
         entry = SeriesEntry(entry.study_instance_uid, entry.series_instance_uid,
                             entry.series_number, entry.modality, placed, entry.split_by_number)
     slices = _select_slices(entry, warnings)
-    return _volume_image(entry, slices, warnings, workers, progress)
+    return _volume_image(entry, slices, warnings, workers, progress, header_only)

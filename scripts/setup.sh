@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up everything medimg needs on a fresh Debian machine (run as root, or with sudo available):
+# the reference tools from Debian (dcm2niix, dcmtk) and a virtual environment in .venv with
+# PyTorch's local CPU wheel (torch==2.13.0, installed first so nothing pulls the CUDA build), then
+# medimg itself with its test extras.  Safe to run again: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+debs=(dcm2niix dcmtk)
+missing=()
+for d in "${debs[@]}"; do
+  dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.medimg-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing Python packages (torch 2.13.0 CPU first)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  echo "$want" > "$stamp"
+fi
+.venv/bin/python -c "import torch, medimg; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "setup: ready (medimg $(.venv/bin/python -c 'import medimg; print(medimg.__version__)'), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
