@@ -29,7 +29,7 @@ class InputError(MedimgError):
             text = f"{text}; {hint}"
         super().__init__(text)
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[type, tuple[str | None, str, str | None]]:
         # Keeps the error intact across process pools.
         return (type(self), (self.source, self.problem, self.hint))
 

@@ -23,10 +23,10 @@ SimpleITK and ITK order spacing and direction columns ``(x, y, z)``; :meth:`Imag
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import nibabel
@@ -52,7 +52,6 @@ def _as_vector(value: Any, name: str) -> np.ndarray:
     return vec
 
 
-@dataclass(eq=False)
 class Image:
     """An image array with its geometry in the patient frame and the metadata analysis needs.
 
@@ -77,15 +76,34 @@ class Image:
     """
 
     array: np.ndarray
-    spacing: np.ndarray = field(default_factory=lambda: np.ones(3))
-    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
-    modality: str = "OT"
-    meta: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    spacing: np.ndarray
+    origin: np.ndarray
+    direction: np.ndarray
+    modality: str
+    meta: dict[str, Any]
+    history: list[dict[str, Any]]
 
-    def __post_init__(self) -> None:
-        arr = np.asarray(self.array)
+    def __init__(
+        self,
+        array: ArrayLike,
+        spacing: ArrayLike = (1.0, 1.0, 1.0),
+        origin: ArrayLike = (0.0, 0.0, 0.0),
+        direction: ArrayLike | None = None,
+        modality: str = "OT",
+        meta: dict[str, Any] | None = None,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.array = np.asarray(array)
+        self.spacing = np.asarray(spacing, dtype=float)
+        self.origin = np.asarray(origin, dtype=float)
+        self.direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+        self.modality = modality
+        self.meta = {} if meta is None else meta
+        self.history = [] if history is None else history
+        self._validate()
+
+    def _validate(self) -> None:
+        arr = self.array
         if arr.ndim == 2:
             arr = arr[np.newaxis]
         if arr.ndim not in (3, 4):
