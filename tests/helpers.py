@@ -1,0 +1,30 @@
+"""Assertions shared by test modules (import as ``from helpers import assert_same_geometry``).
+
+pytest puts ``tests/`` on ``sys.path`` (rootdir conftest, no ``__init__.py``), so this plain module is
+importable from every test folder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medimg.image import Image
+
+
+def assert_same_geometry(a: Image, b: Image, atol: float = 1e-9, rtol: float = 0.0) -> None:
+    """Assert two images lie on the same voxel grid in the patient frame.
+
+    Compares the spatial shape exactly and spacing, origin and direction within ``atol`` (plus
+    ``rtol`` times the expected value: use ``rtol=1e-6`` for formats that store float32, whose error
+    grows with the size of the numbers).  ``b`` is the expected image.
+    """
+    assert a.spatial_shape == b.spatial_shape, (
+        f"spatial shape {a.spatial_shape} != expected {b.spatial_shape}"
+    )
+    for name in ("spacing", "origin", "direction"):
+        got, want = getattr(a, name), getattr(b, name)
+        np.testing.assert_allclose(
+            got, want, rtol=rtol, atol=atol,
+            err_msg=f"{name} differs: got {np.asarray(got).tolist()}, "
+                    f"expected {np.asarray(want).tolist()}",
+        )
