@@ -98,7 +98,7 @@ def test_convert_writes_nifti_with_the_series_geometry(ct_series: Path, tmp_path
 
 def test_convert_png_with_window(ct_series: Path, tmp_path: Path) -> None:
     out = tmp_path / "slice.png"
-    run("convert", ct_series, out, "--slice", "32", "--window", "-1000,400", check=True)
+    run("convert", ct_series, out, "--slice", "32", "--window=-1000,400", check=True)
     from PIL import Image as PILImage
 
     with PILImage.open(out) as im:

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "when the input holds several")
     p.add_argument("--slice", type=int, help="PNG only: which slice (z index) of a volume to write")
     p.add_argument("--window", type=_window, metavar="LOW,HIGH",
-                   help="PNG only: map this value range to 0-255 (e.g. -1000,400 for lung)")
+                   help="PNG only: map this value range to 0-255 (e.g. --window=-1000,400 for lung; note the =)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_convert)
     return parser

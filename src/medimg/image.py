@@ -33,7 +33,12 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import SimpleITK
     import torch
 
-__all__ = ["Image", "LPS_TO_RAS"]
+__all__ = ["AXIAL_IDENTITY", "Image", "LPS_TO_RAS"]
+
+#: The default direction: SimpleITK's identity in medimg's (z, y, x) column order -- x along L,
+#: y along P, z (slices) along S: an axial image as a scanner lays it out.
+AXIAL_IDENTITY = np.eye(3)[:, ::-1].copy()
+AXIAL_IDENTITY.flags.writeable = False
 
 #: Flips the first two patient axes: LPS <-> RAS (its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -96,7 +101,8 @@ class Image:
         self.array = np.asarray(array)
         self.spacing = np.asarray(spacing, dtype=float)
         self.origin = np.asarray(origin, dtype=float)
-        self.direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+        self.direction = (AXIAL_IDENTITY.copy() if direction is None
+                          else np.asarray(direction, dtype=float))
         self.modality = modality
         self.meta = {} if meta is None else meta
         self.history = [] if history is None else history
@@ -280,8 +286,9 @@ class Image:
             data = data.astype(np.uint8)
         img = nib.Nifti1Image(data, self.ras_affine)
         img.header.set_xyzt_units("mm")
-        img.set_sform(self.ras_affine, code=1)
-        img.set_qform(self.ras_affine, code=1)
+        # update_affine=False keeps the float64 affine in memory (the header stores float32).
+        img.set_sform(self.ras_affine, code=1, update_affine=False)
+        img.set_qform(self.ras_affine, code=1, update_affine=False)
         return img
 
     @classmethod
@@ -294,11 +301,10 @@ class Image:
         Values are read with the header's scaling applied only when the scaling is not the identity,
         so integer NIfTI files stay integers.
         """
-        header = img.header
-        slope, inter = (None, None)
-        if hasattr(header, "get_slope_inter"):
-            slope, inter = header.get_slope_inter()
+        # nibabel moves scl_slope/scl_inter from the header onto the data proxy when it loads.
         proxy = img.dataobj
+        slope = getattr(proxy, "slope", None)
+        inter = getattr(proxy, "inter", None)
         if slope in (None, 1.0) and inter in (None, 0.0):
             data = np.asanyarray(proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else proxy)
         else:

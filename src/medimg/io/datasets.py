@@ -18,7 +18,7 @@ Two kinds of ``.npz`` are read:
   ``(z, y, x)`` as stored, values keep their stored type (voxelmorph stores its labels as float64:
   cast them yourself), and since the file has no geometry the spacing is the one you pass (1 mm
   by default), the origin 0 and the direction SimpleITK's identity
-  (:data:`medimg.io.raster.ITK_IDENTITY`); ``meta["warnings"]`` says so.
+  (:data:`medimg.image.AXIAL_IDENTITY`); ``meta["warnings"]`` says so.
 
   >>> t1 = load_npz_volume("test_scan.npz", "vol", modality="MR")
   >>> labels = load_npz_volume("test_scan.npz", "seg")
@@ -39,7 +39,6 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image
-from .raster import ITK_IDENTITY
 
 __all__ = [
     "NpzDataset",
@@ -101,7 +100,7 @@ class NpzDataset:
             "index": int(i) % n,
             "label": np.asarray(self.labels[i]).tolist(),
         }
-        return Image(np.ascontiguousarray(arr), direction=ITK_IDENTITY, modality=self.modality,
+        return Image(np.ascontiguousarray(arr), modality=self.modality,
                      meta=meta)
 
 
@@ -253,5 +252,5 @@ def load_npz_volume(
                        "direction",
         }],
     }
-    return Image(np.ascontiguousarray(arr), spacing=spacing, direction=ITK_IDENTITY,
+    return Image(np.ascontiguousarray(arr), spacing=spacing,
                  modality=modality, meta=meta)

@@ -23,15 +23,11 @@ from ..errors import InputError, UnsupportedFormatError
 from ..image import Image
 from ._atomic import atomic_output
 
-__all__ = ["ITK_IDENTITY", "RASTER_EXTENSIONS", "read_raster", "write_png"]
+__all__ = ["RASTER_EXTENSIONS", "read_raster", "write_png"]
 
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp")
 
 PathLike = str | os.PathLike[str]
-
-#: The direction of a grid without patient geometry: SimpleITK's identity (x -> L, y -> P, z -> S)
-#: written in Image's (z, y, x) column order, as :meth:`Image.from_sitk` gives for such files.
-ITK_IDENTITY = np.eye(3)[:, ::-1].copy()
 
 # TIFF tags: XResolution, YResolution, ResolutionUnit (2 = inch, 3 = cm).
 _X_RES, _Y_RES, _RES_UNIT = 282, 283, 296
@@ -103,7 +99,7 @@ def read_raster(path: PathLike, *, modality: str = "OT", frame: int = 0) -> Imag
     Image
         ``(1, y, x)`` grey (uint8, uint16, int32 or float32 as stored) or ``(1, y, x, 3)`` uint8 RGB.
         Spacing is ``(1, sy, sx)``: 1.0 mm unless TIFF resolution tags give a cm or inch unit
-        (then ``meta["spacing_source"]`` says so).  Origin 0 and :data:`ITK_IDENTITY` direction (as
+        (then ``meta["spacing_source"]`` says so).  Origin 0 and :data:`medimg.image.AXIAL_IDENTITY` direction (as
         SimpleITK reads such files): a raster file has no patient geometry.
 
     Raises
@@ -154,7 +150,7 @@ def read_raster(path: PathLike, *, modality: str = "OT", frame: int = 0) -> Imag
         msg = f"decoded to an array of shape {arr.shape}; expected grey or RGB"
         raise InputError(p, msg)
     sy, sx = spacing if spacing is not None else (1.0, 1.0)
-    return Image(arr[np.newaxis], spacing=(1.0, sy, sx), direction=ITK_IDENTITY, modality=modality,
+    return Image(arr[np.newaxis], spacing=(1.0, sy, sx), modality=modality,
                  meta=meta)
 
 
