@@ -13,7 +13,9 @@ Warning codes (stable; documented in docs/dicom.md):
 ``multiple_volumes``     the series holds several volumes (echoes, phases); the first is used
 ``duplicate_positions``  several slices share a position; one per position is kept
 ``missing_slices``       gaps of whole slices; the gaps are filled by interpolation and listed
-``uneven_spacing``       slice spacing varies; the volume is resampled to a regular grid
+``uneven_spacing``       slice spacing varies; the volume is put on a regular grid that holds every
+                         acquired slice where one exists (a step dividing every gap), else resampled
+                         at the median spacing; computed planes are listed
 ``gantry_tilt``          slices are stacked along an axis that is not their normal (kept exact as a
                          sheared grid)
 ``mixed_rescale``        slices have different rescale slope/intercept (values are float32)
@@ -96,15 +98,20 @@ def _load_pixels(
     total = len(records)
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
     if compressed and n_workers > 1 and len(compressed) >= 4:
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("fork")) as pool:
-            futures = pool.map(read_frames_safe, compressed, chunksize=max(1, len(compressed) // (4 * n_workers)))
-            # Read native files in this process while the pool decodes.
-            for rec in native:
+        # Without native files to read, this process decodes a share itself while n_workers - 1
+        # forked workers decode the rest: one process fewer to fork and fewer frames to send back.
+        own = [] if native else compressed[: len(compressed) // n_workers]
+        rest = compressed[len(own):]
+        pool_size = n_workers - 1 if own else n_workers
+        with ProcessPoolExecutor(max_workers=pool_size, mp_context=get_context("fork")) as pool:
+            futures = pool.map(read_frames_safe, rest, chunksize=max(1, len(rest) // (4 * pool_size)))
+            # Read native files (or this process's share) while the pool decodes.
+            for rec in native + own:
                 out[rec.path] = read_frames(rec)
                 done += 1
                 if progress:
                     progress(done, total)
-            for rec, res in zip(compressed, futures, strict=True):
+            for rec, res in zip(rest, futures, strict=True):
                 if isinstance(res, InputError):
                     raise res
                 out[rec.path] = res
@@ -235,6 +242,8 @@ def _mosaic_image(records: list[InstanceRecord], entry: SeriesEntry,
                 pywarnings.simplefilter("ignore")
                 wrapper = dicomwrappers.wrapper_from_data(dataset_for(rec))
                 data = np.asarray(wrapper.get_unscaled_data())  # (rows, columns, slices)
+                if not data.dtype.isnative:  # big-endian files: native byte order out
+                    data = data.astype(data.dtype.newbyteorder("="))
                 aff = np.asarray(wrapper.affine, dtype=float)  # (row, column, slice) -> LPS
         except InputError:
             raise
@@ -283,7 +292,7 @@ def _select_slices(entry: SeriesEntry, warnings: list[dict[str, str]]) -> list[_
         groups.setdefault(k, []).append(s)
     if len(groups) > 1:
         ranked = sorted(groups.items(), key=lambda kv: len(kv[1]), reverse=True)
-        (best_key, best), (second_key, second) = ranked[0], ranked[1]
+        (best_key, best), (_, second) = ranked[0], ranked[1]
         if len(best) == len(second):
             raise SeriesError(
                 _series_name(entry),
@@ -384,22 +393,41 @@ def _volume_image(entry: SeriesEntry, slices: list[_Slice], warnings: list[dict[
         z_step = float(np.median(gaps))
         tol = max(0.02 * z_step, POSITION_TOL_MM)
         irregular = np.abs(gaps - z_step) > tol
+        grid_step = z_step
         if irregular.any():
-            ratios = gaps / z_step
-            whole = np.abs(ratios - np.round(ratios)) < 0.1
-            missing = int(np.sum(np.round(ratios[irregular & whole]) - 1))
-            if missing > 0 and bool(np.all(whole)):
+            ratios = np.round(gaps / z_step)
+            whole = (ratios >= 1) & (np.abs(gaps - ratios * z_step) <= tol)
+            if bool(np.all(whole)):
+                missing = int(np.sum(ratios - 1))
                 _warn(warnings, "missing_slices",
                       f"{missing} slice(s) missing (gaps of {', '.join(f'{g:.2f}' for g in gaps[irregular][:5])} "
                       f"mm where the spacing is {z_step:.2f} mm); the gaps are filled by "
                       f"interpolation (see meta['interpolated_slices']); do not measure there")
             else:
-                _warn(warnings, "uneven_spacing",
-                      f"slice spacing varies from {gaps.min():.3f} to {gaps.max():.3f} mm; the "
-                      f"volume is resampled to a regular {z_step:.3f} mm grid by linear "
-                      f"interpolation (see meta['interpolated_slices'])")
-        count = int(round(src_t[-1] / z_step)) + 1
-        grid_t = np.arange(count) * z_step if irregular.any() else src_t
+                common = _common_step(gaps)
+                if common is not None:
+                    grid_step = common
+                    _warn(warnings, "uneven_spacing",
+                          f"slice spacing varies from {gaps.min():.3f} to {gaps.max():.3f} mm; the "
+                          f"volume is put on a regular {grid_step:.3f} mm grid that holds every "
+                          f"acquired slice; the planes between are interpolated (see "
+                          f"meta['interpolated_slices'])")
+                else:
+                    _warn(warnings, "uneven_spacing",
+                          f"slice spacing varies from {gaps.min():.3f} to {gaps.max():.3f} mm with no "
+                          f"common step; the volume is resampled to a regular {z_step:.3f} mm grid by "
+                          f"linear interpolation, so acquired slices off that grid are not kept as "
+                          f"they are (see meta['interpolated_slices'])")
+        count = int(round(src_t[-1] / grid_step)) + 1
+        if irregular.any() and count > MAX_GRID_SUBDIVISION * n:
+            raise SeriesError(
+                _series_name(entry),
+                f"slice gaps are too large for one volume: a regular {grid_step:.3f} mm grid would "
+                f"need {count} planes for {n} acquired slices (gaps up to {gaps.max():.1f} mm)",
+                "the series mixes separate stacks; split it or read the files one at a time",
+            )
+        grid_t = np.arange(count) * grid_step if irregular.any() else src_t
+        z_step = grid_step
 
     if header_only:
         rec0 = slices[0].record
@@ -432,6 +460,26 @@ def _volume_image(entry: SeriesEntry, slices: list[_Slice], warnings: list[dict[
     direction = np.column_stack([axis, col, row])
     return Image(stack, spacing=(z_step, pixel_spacing[0], pixel_spacing[1]), origin=pos[0],
                  direction=direction, modality=first.modality, meta=meta)
+
+
+MAX_GRID_SUBDIVISION = 4  # an uneven series is put on a grid at most this much finer than its smallest gap
+
+
+def _common_step(gaps: np.ndarray) -> float | None:
+    """The largest step that every gap is a whole multiple of (so a grid of that step holds every
+    acquired slice), no finer than the smallest gap / MAX_GRID_SUBDIVISION and giving at most
+    MAX_GRID_SUBDIVISION planes per acquired slice; None if there is none."""
+    smallest = float(gaps.min())
+    max_planes = MAX_GRID_SUBDIVISION * (len(gaps) + 1)
+    for divisor in range(1, MAX_GRID_SUBDIVISION + 1):
+        step = smallest / divisor
+        tol = max(0.02 * step, POSITION_TOL_MM)
+        multiples = np.round(gaps / step)
+        if multiples.sum() + 1 > max_planes:
+            return None
+        if np.all(multiples >= 1) and np.all(np.abs(gaps - multiples * step) <= tol):
+            return float(gaps.sum() / multiples.sum())
+    return None
 
 
 def _regrid(stack: np.ndarray, src_t: np.ndarray, grid_t: np.ndarray,
