@@ -58,7 +58,7 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], Non
         yield update
 
 
-def _fmt_spacing(spacing: Sequence[float]) -> str:
+def _fmt_spacing(spacing: Sequence[float] | Any) -> str:
     return " x ".join(f"{s:.4g}" for s in spacing)
 
 

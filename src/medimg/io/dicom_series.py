@@ -143,7 +143,9 @@ def _apply_rescale(stack: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray
             hi = int(stack.max()) + int(inter)
             for dt in (np.int16, np.int32):
                 if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
-                    return (stack.astype(dt) + dt(int(inter))).astype(dt, copy=False), info
+                    shifted: np.ndarray = stack.astype(dt)
+                    shifted += int(inter)
+                    return shifted, info
         return (stack.astype(np.float32) * np.float32(slope) + np.float32(inter)), info
     _warn(warnings, "mixed_rescale",
           "slices have different rescale slope/intercept; values are returned as float32")
@@ -525,9 +527,10 @@ def _summary_unplaced(records: list[InstanceRecord], warnings: list[dict[str, st
         n = rec.mosaic_images or 0
         tiles = math.ceil(math.sqrt(n)) if n else 1
         dz = float(rec.meta.get("spacing_between_slices") or geo.slice_thickness or 1.0)
-        shape = (n, rec.rows // tiles, rec.columns // tiles)
-        return SeriesSummary(shape + ((len(records),) if len(records) > 1 else ()), (dz, dy, dx),
-                             warnings)
+        mosaic_shape: tuple[int, ...] = (n, rec.rows // tiles, rec.columns // tiles)
+        if len(records) > 1:
+            mosaic_shape += (len(records),)
+        return SeriesSummary(mosaic_shape, (dz, dy, dx), warnings)
     dz = geo.slice_thickness if (rec.frames == 1 and geo.slice_thickness) else 1.0
     shape = (rec.frames, rec.rows, rec.columns) + ((chans,) if chans > 1 else ())
     return SeriesSummary(shape, (dz, dy, dx), warnings)
