@@ -181,6 +181,9 @@ def _series_meta(entry: SeriesEntry, used: list[InstanceRecord]) -> dict[str, An
         window_width=first.window_width,
         image_type=list(first.image_type),
         source_files=len(used),
+        # Paths of the files the image was built from (for writers that reference the source
+        # images, e.g. DICOM SR and SEG).  Never used to build new paths.
+        source_paths=[r.path for r in used],
     )
     return meta
 

@@ -1,0 +1,268 @@
+"""The one result model: what an analysis found, how sure it is, and where each piece came from.
+
+Every writer (JSON, HTML/PDF, DICOM SR, DICOM SEG, FHIR) turns one :class:`Report` into its format;
+nothing else formats reports.  Everything carries :class:`Provenance` (algorithm, version,
+parameters).  Masks live on the analysed image's grid and are not serialised to JSON (the SEG writer
+stores them); JSON carries boxes, centroids and measurements instead.
+
+Schema version: :data:`SCHEMA_VERSION` (bump the minor for additions, the major for changes).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..quality.report import QualityReport
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Code",
+    "Comparison",
+    "Finding",
+    "Location",
+    "Measurement",
+    "Provenance",
+    "Recommendation",
+    "Report",
+    "StudyInfo",
+    "Structure",
+    "Triage",
+]
+
+SCHEMA_VERSION = "1.0"
+
+Priority = Literal["routine", "soon", "urgent"]
+Status = Literal["complete", "refused"]
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept (SNOMED CT ``"SCT"``, RadLex ``"RADLEX"``, DICOM ``"DCM"``, LOINC ``"LN"``)."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"value": self.value, "scheme": self.scheme, "meaning": self.meaning}
+
+
+@dataclass
+class Provenance:
+    """Who made a result: algorithm name, its version, the parameters it ran with, a model card."""
+
+    algorithm: str
+    version: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    model_card: str | None = None  # path or name of the model card for learned models
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "version": self.version,
+                "parameters": _plain(self.parameters), "model_card": self.model_card}
+
+
+@dataclass
+class Measurement:
+    """One number with its unit and how it was measured (``method``: a short sentence)."""
+
+    name: str  # e.g. "long_axis_diameter", "volume", "mean_hu"
+    value: float
+    unit: str  # UCUM: "mm", "mm3", "mL", "[hnsf'U]" for HU, "1" for ratios
+    method: str
+    code: Code | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": _plain(self.value), "unit": self.unit,
+                "method": self.method, "code": self.code.to_dict() if self.code else None}
+
+
+@dataclass
+class Location:
+    """Where a finding is: anatomical words and coordinates on the analysed image."""
+
+    side: str | None = None  # "left" / "right" / None
+    zone: str | None = None  # e.g. "upper" / "middle" / "lower"
+    structure: str | None = None  # e.g. "lung"
+    centroid_index: tuple[float, float, float] | None = None  # (z, y, x) voxel
+    centroid_patient: tuple[float, float, float] | None = None  # LPS mm
+    bbox_index: tuple[int, int, int, int, int, int] | None = None  # z0, y0, x0, z1, y1, x1 (exclusive)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self.__dict__)
+
+
+@dataclass
+class Finding:
+    """Something found in the image, with its measurements, confidence and provenance."""
+
+    id: str
+    kind: str  # "nodule", "mass", ...
+    code: Code | None
+    location: Location
+    measurements: list[Measurement]
+    probability: float  # confidence in [0, 1] that this is a real finding of this kind
+    provenance: Provenance
+    characterisation: dict[str, str] = field(default_factory=dict)  # e.g. {"type": "solid"}
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # e.g. heatmaps: {"kind", "path"}
+    mask: np.ndarray | None = field(default=None, repr=False)  # bool, on the analysed image's grid
+    status: str = "ai"  # "ai" | "accepted" | "rejected" | "edited" | "added" (radiologist review)
+
+    def measurement(self, name: str) -> Measurement | None:
+        return next((m for m in self.measurements if m.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "code": self.code.to_dict() if self.code else None,
+            "location": self.location.to_dict(),
+            "measurements": [m.to_dict() for m in self.measurements],
+            "probability": _plain(self.probability), "characterisation": dict(self.characterisation),
+            "evidence": _plain(self.evidence), "provenance": self.provenance.to_dict(),
+            "status": self.status,
+        }
+
+
+@dataclass
+class Structure:
+    """A segmented anatomical structure (e.g. left lung) with its measurements."""
+
+    name: str  # "body", "lung_left", "lung_right", "airways", ...
+    code: Code | None
+    measurements: list[Measurement]
+    provenance: Provenance
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "code": self.code.to_dict() if self.code else None,
+                "measurements": [m.to_dict() for m in self.measurements],
+                "provenance": self.provenance.to_dict()}
+
+
+@dataclass
+class Recommendation:
+    """What a guideline says for this study, quoting the rule that produced it."""
+
+    guideline: str  # "Fleischner 2017", "Lung-RADS v2022"
+    category: str  # e.g. "4A", or a short label
+    text: str  # the recommendation in words
+    rule: str  # the rule applied, quoted/paraphrased with its condition
+    finding_ids: list[str]
+    provenance: Provenance
+    applicable: bool = True  # False: out of the guideline's scope (the text says why)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"guideline": self.guideline, "category": self.category, "text": self.text,
+                "rule": self.rule, "finding_ids": list(self.finding_ids),
+                "applicable": self.applicable, "provenance": self.provenance.to_dict()}
+
+
+@dataclass
+class Triage:
+    priority: Priority
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"priority": self.priority, "reason": self.reason}
+
+
+@dataclass
+class Comparison:
+    """A finding compared with its match in a prior study."""
+
+    finding_id: str
+    prior_study_uid: str
+    prior_finding_id: str | None
+    changes: list[Measurement]
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"finding_id": self.finding_id, "prior_study_uid": self.prior_study_uid,
+                "prior_finding_id": self.prior_finding_id,
+                "changes": [m.to_dict() for m in self.changes], "summary": self.summary}
+
+
+@dataclass
+class StudyInfo:
+    """Which study and series were analysed, and why that series."""
+
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    modality: str = ""
+    study_date: str = ""
+    study_description: str = ""
+    series_description: str = ""
+    patient_id: str = ""
+    accession_number: str = ""
+    body_part_examined: str = ""
+    series_choice: str = ""  # why this series was chosen
+    source: str = ""  # the path given
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Report:
+    """The result of one analysis."""
+
+    study: StudyInfo
+    protocol: str
+    status: Status
+    quality: QualityReport | None = None
+    structures: list[Structure] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    recommendations: list[Recommendation] = field(default_factory=list)
+    triage: Triage | None = None
+    refusal: str | None = None  # why no analysis was done (status "refused")
+    impression: str = ""  # a short summary in words (not a diagnosis)
+    preprocessing: list[dict[str, Any]] = field(default_factory=list)  # Image.history
+    steps: list[Provenance] = field(default_factory=list)  # every step that ran, in order
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    medimg_version: str = ""
+    disclaimer: str = ("Computer-generated analysis for review by a qualified radiologist. "
+                       "It is not a diagnosis.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "medimg_version": self.medimg_version,
+            "created": self.created,
+            "status": self.status,
+            "refusal": self.refusal,
+            "protocol": self.protocol,
+            "study": self.study.to_dict(),
+            "quality": self.quality.to_dict() if self.quality is not None else None,
+            "structures": [s.to_dict() for s in self.structures],
+            "findings": [f.to_dict() for f in self.findings],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "recommendations": [r.to_dict() for r in self.recommendations],
+            "triage": self.triage.to_dict() if self.triage else None,
+            "impression": self.impression,
+            "preprocessing": _plain(self.preprocessing),
+            "steps": [p.to_dict() for p in self.steps],
+            "timings": _plain(self.timings),
+            "disclaimer": self.disclaimer,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly: numpy to Python, tuples to lists, NaN/inf to None."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    return str(value)
