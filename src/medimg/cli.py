@@ -6,6 +6,9 @@ Exit codes (stable, documented in docs/cli.md):
 * 2 -- the input cannot be used (unreadable file, no series, ambiguous series, unsupported format);
   one line on stderr says which file, what is wrong and what to do;
 * 3 -- the output cannot be written;
+* 4 -- ``analyze`` refused: no series in the input can be analysed (no DICOM image, a single slice,
+  no protocol fits, the image does not fit the protocol); the report written says why;
+* 5 -- ``analyze`` refused: the chosen series failed the quality check; the report written says why;
 * 1 -- an internal error (a bug): one line on stderr; set ``MEDIMG_DEBUG=1`` for the traceback.
 """
 
@@ -27,6 +30,8 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INPUT = 2
 EXIT_OUTPUT = 3
+EXIT_REFUSED = 4
+EXIT_REFUSED_QUALITY = 5
 
 
 class OutputError(MedimgError):
@@ -240,6 +245,52 @@ def _window(text: str) -> tuple[float, float]:
     return (low, high)
 
 
+# ------------------------------------------------------------------------------------ analyze
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .pipeline import analyze, refusal_kind
+    from .report.outputs import write_report
+
+    src = Path(args.path)
+    out = Path(args.output)
+    report, image = analyze(src, protocol=args.protocol, priors=args.prior, series=args.series,
+                            context=args.context)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = write_report(report, image, out)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    if not args.quiet:
+        for fmt, path in written.items():
+            print(f"{fmt}: {path}")
+        if report.triage is not None:
+            print(f"{report.protocol}: {report.status}, {len(report.findings)} finding(s), "
+                  f"priority {report.triage.priority}: {report.triage.reason}")
+    kind = refusal_kind(report)
+    if kind is None:
+        return EXIT_OK
+    print(f"medimg: {src}: analysis refused: {report.refusal}; see {out / 'report.html'}",
+          file=sys.stderr)
+    return EXIT_REFUSED_QUALITY if kind == "quality" else EXIT_REFUSED
+
+
+def _protocol_name(text: str) -> str:
+    from .protocols import PROTOCOLS  # imported only when the option is used (it loads scipy)
+
+    if text not in PROTOCOLS:
+        msg = f"unknown protocol {text!r}; use one of {', '.join(sorted(PROTOCOLS))}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def _context_name(text: str) -> str:
+    from .pipeline import CONTEXTS
+
+    if text not in CONTEXTS:
+        msg = f"unknown context {text!r}; use one of {', '.join(CONTEXTS)}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
 # ------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -266,6 +317,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PNG only: map this value range to 0-255 (e.g. --window=-1000,400 for lung; note the =)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("analyze", help="analyse a study (e.g. chest CT): findings, measurements, "
+                                       "recommendations and reports in OUT")
+    p.add_argument("path", help="DICOM study folder or file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="folder for report.json, report.html, report.pdf, sr.dcm, seg.dcm, fhir.json")
+    p.add_argument("--protocol", type=_protocol_name,
+                   help="use this protocol (chest_ct) instead of routing by the DICOM headers")
+    p.add_argument("--series", help="Series Instance UID (or key from `medimg info`) to analyse "
+                                    "instead of choosing one")
+    p.add_argument("--prior", action="append", metavar="PATH",
+                   help="an earlier study of the same patient to compare with (repeatable)")
+    p.add_argument("--context", type=_context_name,
+                   help="why the CT was done, which decides the guidelines that apply: incidental, "
+                        "screening, known-cancer or immunocompromised (default: incidental finding "
+                        "assumed, and said so in the report)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_analyze)
     return parser
 
 
