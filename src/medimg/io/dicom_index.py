@@ -403,13 +403,18 @@ def scan_pixel_element(fp: Any, ts: str, size: int) -> tuple[PixelElement | None
     return element, None
 
 
+_SMALL_READ = 1 << 20  # reads up to this size need no bound (see BoundedFile)
+
+
 class BoundedFile:
     """A read-only binary file whose reads never ask for more bytes than are left.
 
     pydicom reads an element value with one ``read(length)``; Python allocates the whole requested
     length first, so a corrupt or random 4-byte length (a non-DICOM file read with ``force``, a damaged
-    header) would allocate up to 4 GiB for a file of a few kilobytes.  Capping each read at the bytes
-    left in the file bounds memory by the file size.
+    header) would allocate up to 4 GiB for a file of a few kilobytes.  Capping each read of more than
+    1 MiB at the bytes left in the file bounds memory by the file size (or 1 MiB).  Smaller reads (nearly
+    all: one per header element) go straight to the file, which keeps header parsing as fast as on a
+    plain file (the position check cost a third of the parse).
     """
 
     def __init__(self, path: str) -> None:
@@ -418,6 +423,8 @@ class BoundedFile:
         self.size = os.fstat(self._fp.fileno()).st_size
 
     def read(self, n: int | None = -1) -> bytes:
+        if n is not None and 0 <= n <= _SMALL_READ:
+            return self._fp.read(n)
         left = max(self.size - self._fp.tell(), 0)
         if n is None or n < 0 or n > left:
             n = left
