@@ -1,0 +1,193 @@
+"""``sr.dcm``: a DICOM Comprehensive 3D SR holding a TID 1500 Measurement Report (highdicom).
+
+Content (one Imaging Measurement Report, LOINC "CT Chest" as the procedure for the chest CT protocol):
+
+* observer: the device "medimg" (a stable Device Observer UID per medimg version);
+* one measurement group per finding, then one per anatomical structure:
+
+  - with the SEG written alongside (the normal case): a **volumetric ROI group (TID 1411)** whose
+    region is the SEG segment of that object (Referenced Segment, with the source CT images the
+    segment covers), tracking identifier and UID shared with the SEG segment;
+  - without a SEG: an image-level group (TID 1501) listing the source CT images the object covers;
+
+  each with finding category (Morphologically Abnormal Structure / Anatomical Structure), finding
+  type (the finding's or structure's code), finding site (lung, with laterality), algorithm
+  identification, and its measurements: long axis (SCT 103339001), short axis (SCT 103340004),
+  volume (SCT 118565006), mean attenuation (DCM 112031 with derivation Mean), in UCUM units
+  (``mm``, ``mm3``/``mL``, ``[hnsf'U]``).  A measurement without a standard concept gets a local
+  ``99MEDIMG`` code named after it; a non-finite value is left out (SR numbers must be numbers).
+
+* evidence: every source CT image (and the SEG); patient and study attributes from checked copies of
+  the source headers (:func:`~medimg.report._dicom_common.clean_header`); the SR is marked complete,
+  preliminary (computer output) and unverified.
+
+Not carried: a finding's probability, characterisation and free-text method (report.json has them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from ..image import Image
+from ._dicom_common import (
+    DEVICE,
+    SCT_ABNORMAL_STRUCTURE,
+    SCT_ANATOMICAL_STRUCTURE,
+    DicomContext,
+    SourceFrames,
+    finding_codes,
+    finding_site,
+    load_sources,
+    measurement_concept,
+    medimg_version,
+    short,
+    structure_codes,
+    to_code,
+    tracking_keys,
+    unit_code,
+)
+from .dicom_seg import segments_of
+from .model import Code, Finding, Measurement, Provenance, Report, Structure
+
+__all__ = ["build_sr", "procedure_code", "write_sr"]
+
+_PROCEDURES = {
+    "chest_ct": Code("24627-2", "LN", "CT Chest"),
+}
+_MAX_LISTED = 16  # source images listed per segment reference; more: the source series instead
+_BY_MODALITY = {"CT": Code("25045-6", "LN", "CT unspecified body region")}
+
+
+def procedure_code(report: Report) -> Code:
+    """The reported procedure: LOINC by protocol, else by modality."""
+    if report.protocol in _PROCEDURES:
+        return _PROCEDURES[report.protocol]
+    return _BY_MODALITY.get(report.study.modality, Code("25045-6", "LN", "CT unspecified body region"))
+
+
+def _algorithm(prov: Provenance):
+    import highdicom as hd
+
+    params = [short(f"{k}={v}") for k, v in prov.parameters.items()] or None
+    return hd.sr.AlgorithmIdentification(name=short(prov.algorithm), version=short(prov.version),
+                                         parameters=params)
+
+
+def _measurements(items: list[Measurement]) -> list:
+    import highdicom as hd
+
+    out = []
+    for m in items:
+        if m.value is None or not np.isfinite(m.value):
+            continue
+        concept, derivation = measurement_concept(m.name, m.code)
+        out.append(hd.sr.Measurement(
+            name=to_code(concept), value=float(m.value), unit=to_code(unit_code(m.unit)),
+            derivation=to_code(derivation) if derivation is not None else None,
+        ))
+    return out
+
+
+def _covered_frames(mask: np.ndarray, sources: SourceFrames) -> list[Dataset]:
+    """The source headers of the planes the mask touches (all planes when not aligned)."""
+    if not sources.aligned:
+        return sources.headers
+    return [sources.headers[z] for z in np.flatnonzero(mask.any(axis=(1, 2)))]
+
+
+def _group(obj: Structure | Finding, seg: Dataset | None, segment_number: int | None,
+           ctx: DicomContext, sources: SourceFrames):
+    import highdicom as hd
+
+    if isinstance(obj, Finding):
+        base, side = finding_codes(obj)
+        category = SCT_ABNORMAL_STRUCTURE
+        site = hd.sr.FindingSite(anatomic_location=to_code(finding_site(obj)),
+                                 laterality=to_code(side) if side else None)
+        zone = f" {obj.location.side or ''} {obj.location.zone or ''}".rstrip()
+        label = short(f"{obj.id} {obj.kind}{zone}")
+        key = f"finding:{obj.id}"
+    else:
+        base, side = structure_codes(obj)
+        category = SCT_ANATOMICAL_STRUCTURE
+        site = hd.sr.FindingSite(anatomic_location=to_code(base),
+                                 laterality=to_code(side) if side else None)
+        label = short(obj.name)
+        key = f"structure:{obj.name}"
+    tracking = hd.sr.TrackingIdentifier(uid=ctx.tracking_uids[key], identifier=label)
+    common = {
+        "tracking_identifier": tracking, "finding_type": to_code(base),
+        "finding_category": to_code(category), "finding_sites": [site],
+        "algorithm_id": _algorithm(obj.provenance),
+        "measurements": _measurements(obj.measurements),
+    }
+    frames = _covered_frames(obj.mask, sources) if obj.mask is not None else sources.headers
+    if seg is not None and segment_number is not None:
+        # A few images are listed one by one; a large structure refers to the source series.
+        listed = len(frames) <= _MAX_LISTED
+        ref = hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=segment_number,
+            source_images=[hd.sr.SourceImageForSegmentation(h.SOPClassUID, h.SOPInstanceUID)
+                           for h in frames] if listed else None,
+            source_series=None if listed else hd.sr.SourceSeriesForSegmentation(
+                sources.first.SeriesInstanceUID))
+        return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(referenced_segment=ref, **common)
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        source_images=[hd.sr.SourceImageForMeasurementGroup(h.SOPClassUID, h.SOPInstanceUID)
+                       for h in frames], **common)
+
+
+def build_sr(report: Report, image: Image, seg: Dataset | None = None, ctx: DicomContext | None = None,
+             sources: SourceFrames | None = None) -> Dataset:
+    """The highdicom ``Comprehensive3DSR`` of ``report``; ``seg`` is the SEG its groups point into."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if report.status != "complete":
+        msg = "sr.dcm: the analysis was refused, so nothing was measured; do not request sr"
+        raise ValueError(msg)
+    if ctx is None:
+        ctx = DicomContext.new(tracking_keys(report.structures, report.findings))
+    if sources is None:
+        sources = load_sources(image, "sr.dcm")
+    numbers: dict[int, int] = {}
+    if seg is not None:
+        numbers = {id(obj): n for n, obj in enumerate(segments_of(report), start=1)}
+    groups = []
+    objects: list[Structure | Finding] = [*report.findings, *report.structures]
+    for obj in objects:
+        groups.append(_group(obj, seg, numbers.get(id(obj)), ctx, sources))
+    version = medimg_version()
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=["medimg device observer", version]),
+            name="medimg", manufacturer_name=DEVICE.manufacturer, model_name=DEVICE.model_name))
+    content = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=to_code(procedure_code(report)),
+        imaging_measurements=groups or None,
+    )
+    evidence = list(sources.headers) + ([seg] if seg is not None else [])
+    return hd.sr.Comprehensive3DSR(
+        evidence=evidence, content=content[0],
+        series_instance_uid=ctx.sr_series_uid, series_number=ctx.sr_series_number,
+        sop_instance_uid=ctx.sr_sop_uid, instance_number=1,
+        manufacturer=DEVICE.manufacturer, is_complete=True, is_final=False, is_verified=False,
+        series_description=short(f"medimg {report.protocol} measurements"),
+        manufacturer_model_name=DEVICE.model_name, software_versions=version,
+        device_serial_number=DEVICE.serial_number,
+    )
+
+
+def write_sr(report: Report, image: Image, path: str | Path, seg: Dataset | None = None,
+             ctx: DicomContext | None = None, sources: SourceFrames | None = None) -> Path:
+    """Write ``sr.dcm`` to ``path`` (not atomic: :func:`write_report` is)."""
+    target = Path(path)
+    build_sr(report, image, seg, ctx, sources).save_as(target, enforce_file_format=True)
+    return target
