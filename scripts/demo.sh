@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on sample data: set up, list a real chest CT study and convert a series to NIfTI.
+# The main job on sample data: set up, list a real chest CT study, convert a series, analyse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,4 +9,5 @@ mkdir -p out
 .venv/bin/medimg info "$CT"
 .venv/bin/medimg convert "$CT/series-2" out/chest-ct.nii.gz
 .venv/bin/medimg convert "$CT/series-2" out/chest-ct-axial.png --slice 40 --window=-1000,400
-echo "demo: wrote out/chest-ct.nii.gz and out/chest-ct-axial.png"
+.venv/bin/medimg analyze "$CT/series-2" -o out/analysis
+echo "demo: wrote out/chest-ct.nii.gz, out/chest-ct-axial.png and the analysis in out/analysis/"
