@@ -188,6 +188,7 @@ def test_refuses_a_single_slice(data_dir: Path, tmp_path: Path) -> None:
 def test_refuses_the_abdominal_ct(abdomen_ct: Path) -> None:
     report, _ = analyze(abdomen_ct)
     assert refusal_kind(report) == "input"
+    assert report.protocol == "chest_ct"  # routed there (no region named), then found unusable
     assert report.refusal is not None and "20 slices" in report.refusal
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .decide import ClinicalContext, triage_refused
-from .errors import InputError, NotDicomError
+from .errors import InputError, MedimgError, NotDicomError
 from .image import Image
 from .protocols import (
     PROTOCOLS,
@@ -108,12 +108,20 @@ class Case:
 
 
 def run_steps(case: Case, steps: Sequence[Any]) -> Case:
-    """Run ``steps`` in order, timing each (``case.timings[step name]``), until one stops the case."""
+    """Run ``steps`` in order, timing each (``case.timings[step name]``), until one stops the case.
+
+    A step that raises a :class:`~medimg.errors.MedimgError` (e.g. ``StepError``: the image is not
+    what the step works on) stops the case with that message; any other exception is a bug and
+    propagates.
+    """
     for step in steps:
         if case.stopped:
             break
         t0 = time.perf_counter()
-        case = step(case)
+        try:
+            case = step(case)
+        except MedimgError as exc:  # the step says this input does not fit it: refuse, not crash
+            case.stop("input", f"the {step.__name__} step cannot work on this image: {exc}")
         case.timings[step.__name__] = time.perf_counter() - t0
     return case
 
@@ -194,11 +202,13 @@ def choose_series(index: Any, protocol: str | None = None, series: str | None = 
     facts = [(e, series_facts(e)) for e in entries]
     good: list[tuple[Any, SeriesFacts, str, str]] = []
     rejected: list[tuple[SeriesFacts, str]] = []
+    routed_to: list[str | None] = []
     for e, f in facts:
         if protocol is not None:
             proto, why = protocol, f"protocol {protocol} was given"
         else:
             proto, why = route(f)  # type: ignore[assignment]
+        routed_to.append(proto)
         if proto is None:
             rejected.append((f, f"no protocol: {why}"))
             continue
@@ -208,7 +218,9 @@ def choose_series(index: Any, protocol: str | None = None, series: str | None = 
             continue
         good.append((e, f, proto, why))
     if not good:
-        return SeriesChoice(None, facts[0][1] if facts else None, protocol,
+        routed = {p for p in routed_to if p is not None}
+        named = protocol or (routed.pop() if len(routed) == 1 else None)
+        return SeriesChoice(None, facts[0][1] if facts else None, named,
                             f"no usable series among {len(facts)}: {_listing(rejected)}")
     order = list(PROTOCOLS)
     proto = min((g[2] for g in good), key=order.index)
@@ -467,6 +479,7 @@ def analyze(
     steps = [_routing_provenance(choice, protocol)]
     if choice.entry is None or choice.protocol is None:
         entry = idx.series[0] if len(idx.series) == 1 else None
+        name = choice.protocol or name
         return refused(choice.reason, entry, choice.reason, steps)
     name = choice.protocol
     study = _study_info(choice.entry, source, choice.reason)
