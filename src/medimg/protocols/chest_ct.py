@@ -408,7 +408,8 @@ def report(case: Case) -> Case:
                      + ("; ..." if len(biggest) > 5 else "") + ".")
     else:
         lines.append("No lung nodule or mass was detected by the software.")
-    lines.extend(f"{r.guideline}: {r.text}" for r in case.recommendations)
+    lines.extend(r.text if r.text.startswith(r.guideline.split()[0]) else f"{r.guideline}: {r.text}"
+                 for r in case.recommendations)
     if case.triage is not None:
         lines.append(f"Priority {case.triage.priority}: {case.triage.reason}.")
     if case.quality is not None and case.quality.verdict == "warn":
