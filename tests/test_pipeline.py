@@ -227,13 +227,16 @@ def test_cli_refusals_exit_codes_and_reports(lung_study: Path, noisy_series: Pat
     for src, code, needle in ((lung_study / "annotations", 4, "no DICOM image series"),
                               (noisy_series, 5, "quality check")):
         out = tmp_path / src.name
+        out.mkdir()
+        (out / "seg.dcm").write_bytes(b"from an older analysis")
         proc = medimg("analyze", src, "-o", out)
         assert proc.returncode == code, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "analysis refused" in lines[0] and needle in lines[0]
         doc = json.loads((out / "report.json").read_text())
         assert doc["status"] == "refused" and needle in doc["refusal"]
-        assert (out / "report.html").is_file()
+        assert (out / "report.html").is_file() and (out / "fhir.json").is_file()
+        assert not (out / "seg.dcm").exists()  # nothing segmented: an older SEG must not stay
 
 
 def test_cli_rejects_unknown_protocol(lung_study: Path, tmp_path: Path) -> None:

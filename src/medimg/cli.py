@@ -248,7 +248,7 @@ def _window(text: str) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------ analyze
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze, refusal_kind
-    from .report.outputs import write_report
+    from .report.outputs import FILENAMES, write_report
 
     src = Path(args.path)
     out = Path(args.output)
@@ -257,6 +257,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = write_report(report, image, out)
+        for fmt, name in FILENAMES.items():  # OUT holds one analysis: no SEG/SR left from an older one
+            if fmt not in written and (out / name).is_file():
+                (out / name).unlink()
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     if not args.quiet:
