@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from geometry_check import assert_keeps_patient_coordinates, default_landmarks
 
 from medimg import Image
 from medimg.preprocess import (
@@ -16,8 +17,6 @@ from medimg.preprocess import (
     reorient,
     resample,
 )
-
-from geometry_check import assert_keeps_patient_coordinates, default_landmarks
 
 
 # ---------------------------------------------------------------------------------------- resample

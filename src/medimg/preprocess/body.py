@@ -64,7 +64,7 @@ def crop_to_body(image: Image, margin_mm: float = 5.0, mask: np.ndarray | None =
             msg = f"{step}: mask shape {mask.shape} differs from the image's {image.spatial_shape}"
             raise StepError(msg)
         lo, hi = bounding_box(mask, margin)
-    out = crop(image, lo, hi)
+    out = crop(image, lo.tolist(), hi.tolist())
     out.history.pop()
     return out.with_step(step, start=lo.tolist(), stop=hi.tolist(), margin_mm=margin_mm)
 

@@ -29,28 +29,32 @@ WINDOWS: dict[str, tuple[float, float]] = {
 
 # ---------------------------------------------------------------------------------------- HU
 def hu_check(array: np.ndarray) -> tuple[bool, str, dict[str, float]]:
-    """Whether values look like Hounsfield units: some air near -1000, soft tissue near 0..100.
+    """Whether values look like Hounsfield units: air at -1000, soft tissue near 0..100.
 
     Returns ``(ok, reason, stats)``; ``stats`` holds ``air_fraction`` (share of values in
-    [-1100, -900] HU or at padding values below -1100) and ``tissue_peak`` (the most frequent value
-    between the air and the top of the range, in HU).
+    [-1100, -900] HU: air around the patient and in the lungs; the minimum value does not count when
+    many voxels share it, as padding outside the reconstruction circle or clamped air do) and ``tissue_peak`` (the most frequent value in
+    -300..300 HU, soft tissue and water).
     """
     flat = np.asarray(array).reshape(-1)
     flat = flat[:: max(1, flat.size // 1_000_000)].astype(np.float32)
     lo, hi = float(flat.min()), float(flat.max())
-    air = float(np.mean(flat <= -900.0))
+    # Padding (outside the reconstruction circle) or clamped air sits at one value, the minimum;
+    # real air is noisy, so it also shows above the minimum.  Count only that.
+    at_min = flat == lo
+    real = flat[~at_min] if at_min.mean() >= 0.02 else flat
+    air = float(np.sum((real >= -1100.0) & (real <= -900.0))) / flat.size
     inside = flat[(flat > -300.0) & (flat < 300.0)]
     peak = float("nan")
     if inside.size > 0.02 * flat.size:
         hist, edges = np.histogram(inside, bins=60, range=(-300.0, 300.0))
-        # The soft-tissue peak: skip the fat shoulder by smoothing a little.
         smooth = np.convolve(hist, np.ones(3) / 3.0, mode="same")
         k = int(np.argmax(smooth))
         peak = float((edges[k] + edges[k + 1]) / 2.0)
     stats = {"min": lo, "max": hi, "air_fraction": air, "tissue_peak": peak}
-    if lo > -900.0:
-        return False, (f"no value at or below -900 (lowest {lo:g}): CT in HU always has air near "
-                       f"-1000"), stats
+    if air < 0.002:
+        return False, (f"only {air:.2%} of values are air (-1100..-900 HU; lowest value {lo:g}): "
+                       f"CT in HU has air around the patient and in the lungs"), stats
     if inside.size <= 0.02 * flat.size:
         return False, (f"only {inside.size / flat.size:.1%} of values lie in -300..300 where soft "
                        f"tissue and water are in HU"), stats

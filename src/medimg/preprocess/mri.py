@@ -64,15 +64,19 @@ def n4_bias_correction(
     m = resolve_mask(image, mask, step)
     src = image.replace(array=image.array.astype(np.float32)).to_sitk()
     msk = image.replace(array=m.astype(np.uint8)).to_sitk()
-    factors = [shrink, shrink, 1 if image.is_2d else min(shrink, max(1, image.spatial_shape[0] // 8))]
+    if image.is_2d:  # N4 in the plane: a B-spline needs more than one slice along every axis
+        src, msk = src[:, :, 0], msk[:, :, 0]
+        factors = [shrink, shrink]
+    else:
+        factors = [shrink, shrink, min(shrink, max(1, image.spatial_shape[0] // 8))]
     small = sitk.Shrink(src, factors)
     small_mask = sitk.Shrink(msk, factors)
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations([int(v) for v in iterations])
-    n4.SetNumberOfControlPoints([int(control_points)] * 3)
+    n4.SetNumberOfControlPoints([int(control_points)] * src.GetDimension())
     n4.Execute(small, small_mask)
     log_field = n4.GetLogBiasFieldAsImage(src)
-    field = np.exp(sitk.GetArrayFromImage(log_field)).astype(np.float32)
+    field = np.exp(sitk.GetArrayFromImage(log_field)).astype(np.float32).reshape(image.spatial_shape)
     data = (image.array.astype(np.float32) / field).astype(np.float32)
     out = image.replace(array=data)
     out.with_step(step, shrink=shrink, iterations=[int(v) for v in iterations],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -62,13 +63,13 @@ def _interp_axis(arr: np.ndarray, axis: int, plan: tuple[np.ndarray, ...], fill:
     else:
         list(pool.map(lambda ab: run(*ab), jobs))
     if outside.any():
-        sl = [slice(None)] * arr.ndim
-        sl[axis] = np.flatnonzero(outside)
-        out[tuple(sl)] = fill
+        index: list[Any] = [slice(None)] * arr.ndim
+        index[axis] = np.flatnonzero(outside)
+        out[tuple(index)] = fill
     return out
 
 
-def linear_resample(arr: np.ndarray, out_shape: tuple[int, int, int], start: np.ndarray,
+def linear_resample(arr: np.ndarray, out_shape: tuple[int, ...], start: np.ndarray,
                     step: np.ndarray, fill: float, threads: int | None = None) -> np.ndarray:
     """Resample a float ``(z, y, x[, c])`` array at index ``start + k * step`` along each axis."""
     if threads is None:
