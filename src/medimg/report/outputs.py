@@ -60,9 +60,9 @@ def _has_masks(report: Report) -> bool:
     return any(m is not None and bool(m.any()) for m in masks)
 
 
-def default_formats(report: Report) -> list[str]:
+def default_formats(report: Report, image: Image | None = None) -> list[str]:
     """The formats written when none are asked for (see the module docstring)."""
-    if report.status != "complete":
+    if report.status != "complete" or image is None:
         return ["json", "html", "pdf", "fhir"]
     out = ["json", "html", "pdf"]
     if _has_masks(report):
@@ -80,16 +80,17 @@ def _one_line(exc: BaseException, fmt: str) -> str:
     return text
 
 
-def write_report(report: Report, image: Image, out_dir: Path, *,
+def write_report(report: Report, image: Image | None, out_dir: Path, *,
                  formats: Iterable[str] | None = None) -> dict[str, Path]:
     """Write every output (json, html, pdf, sr, seg, fhir) atomically into out_dir; returns {format: path}.
 
-    ``formats`` picks a subset (any order); ``None`` means :func:`default_formats`.  ``out_dir`` is
-    created if missing.  Raises :class:`ReportWriteError` (one line) if any output fails; then no file
+    ``formats`` picks a subset (any order); ``None`` means :func:`default_formats`.  ``image`` is
+    the analysed image (``None`` when no usable series was found: then only json, html, pdf and fhir
+    can be written).  ``out_dir`` is created if missing.  Raises :class:`ReportWriteError` (one line) if any output fails; then no file
     in ``out_dir`` has been created or changed.
     """
     out = Path(out_dir)
-    wanted = default_formats(report) if formats is None else list(dict.fromkeys(formats))
+    wanted = default_formats(report, image) if formats is None else list(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in FILENAMES]
     if unknown:
         msg = f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}"
@@ -99,6 +100,11 @@ def write_report(report: Report, image: Image, out_dir: Path, *,
             if fmt in wanted:
                 msg = ("the analysis was refused, so nothing was measured or segmented; "
                        "leave sr and seg out (report.json/html/pdf and fhir.json say why)")
+                raise ReportWriteError(fmt, out / FILENAMES[fmt], msg)
+    if image is None:
+        for fmt in ("sr", "seg"):
+            if fmt in wanted:
+                msg = "there is no analysed image to reference; leave sr and seg out"
                 raise ReportWriteError(fmt, out / FILENAMES[fmt], msg)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +128,7 @@ def write_report(report: Report, image: Image, out_dir: Path, *,
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _write_all(report: Report, image: Image, stage: Path, order: list[str]) -> dict[str, Path]:
+def _write_all(report: Report, image: Image | None, stage: Path, order: list[str]) -> dict[str, Path]:
     """Write the outputs into ``stage``; the first failure raises :class:`ReportWriteError`."""
     from ._dicom_common import DicomContext, SourceFrames, load_sources, tracking_keys
 
@@ -132,6 +138,7 @@ def _write_all(report: Report, image: Image, stage: Path, order: list[str]) -> d
     sources: list[SourceFrames] = []
 
     def dicom_sources(fmt: str) -> SourceFrames:
+        assert image is not None  # write_report refuses sr/seg without an image
         if not sources:
             sources.append(load_sources(image, FILENAMES[fmt]))
         return sources[0]
@@ -163,14 +170,18 @@ def _write_all(report: Report, image: Image, stage: Path, order: list[str]) -> d
     def do_seg(path: Path) -> None:
         from .dicom_seg import build_segmentation
 
-        seg = build_segmentation(report, image, ctx, dicom_sources("seg"))
+        src = dicom_sources("seg")
+        assert image is not None
+        seg = build_segmentation(report, image, ctx, src)
         seg.save_as(path, enforce_file_format=True)
         state["seg"] = seg
 
     def do_sr(path: Path) -> None:
         from .dicom_sr import build_sr
 
-        sr = build_sr(report, image, state.get("seg"), ctx, dicom_sources("sr"))  # type: ignore[arg-type]
+        src = dicom_sources("sr")
+        assert image is not None
+        sr = build_sr(report, image, state.get("seg"), ctx, src)  # type: ignore[arg-type]
         sr.save_as(path, enforce_file_format=True)
 
     def do_fhir(path: Path) -> None:
