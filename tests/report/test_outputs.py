@@ -64,3 +64,13 @@ def test_out_dir_is_created_and_subset_order_kept(ct_report: Report, ct_image: I
     written = write_report(ct_report, ct_image, out, formats=["fhir", "json"])
     assert list(written) == ["fhir", "json"]
     assert sorted(p.name for p in out.iterdir()) == ["fhir.json", "report.json"]
+
+
+def test_duplicate_finding_ids_are_refused(ct_report: Report, ct_image: Image, tmp_path: Path) -> None:
+    import copy
+
+    twice = copy.copy(ct_report)
+    twice.findings = [ct_report.findings[0], copy.copy(ct_report.findings[0])]
+    with pytest.raises(ReportWriteError, match="the finding id 'F1' occurs twice"):
+        write_report(twice, ct_image, tmp_path)
+    assert list(tmp_path.iterdir()) == []

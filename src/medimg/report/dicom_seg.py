@@ -85,10 +85,11 @@ def _descriptions(report: Report, items: list[Structure | Finding], ctx: DicomCo
     import highdicom as hd
 
     out = []
+    colour_index = {id(s): i for i, s in enumerate(report.structures)}  # same colours as the key images
     for number, obj in enumerate(items, start=1):
         if isinstance(obj, Structure):
             base, side = structure_codes(obj)
-            i = report.structures.index(obj)
+            i = colour_index[id(obj)]
             desc = hd.seg.SegmentDescription(
                 segment_number=number, segment_label=short(obj.name),
                 segmented_property_category=to_code(SCT_ANATOMICAL_STRUCTURE),

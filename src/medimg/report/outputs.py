@@ -95,6 +95,13 @@ def write_report(report: Report, image: Image | None, out_dir: Path, *,
     if unknown:
         msg = f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}"
         raise ReportWriteError(unknown[0], out, msg)
+    for kind, names in (("finding id", [f.id for f in report.findings]),
+                        ("structure name", [s.name for s in report.structures])):
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            msg = (f"the {kind} {dup!r} occurs twice; each must be unique (outputs refer to them by it), "
+                   "this is a bug in the step that filled the report")
+            raise ReportWriteError(wanted[0] if wanted else "json", out, msg)
     if report.status != "complete":
         for fmt in ("sr", "seg"):
             if fmt in wanted:

@@ -94,12 +94,15 @@ class Axes2D:
 
 
 # ------------------------------------------------------------------ pixel helpers
-def outline(mask: np.ndarray) -> np.ndarray:
-    """The pixels of ``mask`` that touch a pixel outside it (4-neighbourhood); the image edge counts."""
+def outline(mask: np.ndarray, *, edge_counts: bool = True) -> np.ndarray:
+    """The pixels of ``mask`` that touch a pixel outside it (4-neighbourhood).
+
+    ``edge_counts``: whether the array's edge is a boundary (False for crops, whose edge is not one).
+    """
     m = np.asarray(mask, dtype=bool)
     if not m.any():
         return m.copy()
-    p = np.pad(m, 1, constant_values=False)
+    p = np.pad(m, 1, constant_values=False) if edge_counts else np.pad(m, 1, mode="edge")
     inner = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
     return m & ~inner
 
@@ -223,7 +226,7 @@ class _SliceView:
                 continue
             big = np.array(PILImage.fromarray(m.astype(np.uint8) * 255, mode="L")
                            .resize(size, PILImage.Resampling.NEAREST)) > 127
-            edge = outline(big)
+            edge = outline(big, edge_counts=False)
             if thick:
                 edge = _thicken(edge)
             rgb[edge] = colour
