@@ -45,14 +45,14 @@ def crop_to_body(image: Image, margin_mm: float = 5.0, mask: np.ndarray | None =
     """Crop a CT to the bounding box of the body (:func:`~medimg.preprocess.masks.body_mask`).
 
     ``margin_mm`` is kept around the body on every side (as far as the image goes); the box is found
-    on the mask's subsampled grid, so it may be up to one coarse voxel (~2.5 mm) more generous.  The
+    on a 4 mm grid, so it may be up to one coarse voxel (~4 mm) more generous.  The
     table is outside the box wherever it is not under the body.
     """
     step = "crop_to_body"
     margin = np.ceil(margin_mm / image.spacing).astype(int)
     if mask is None:
         _require_ct(image, step)
-        coarse = coarse_body_mask(image)
+        coarse = coarse_body_mask(image, target_mm=4.0)
         if not coarse.mask.any():
             msg = f"{step}: no body found (nothing above -500 HU); check that the image is a CT in HU"
             raise StepError(msg)

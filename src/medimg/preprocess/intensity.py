@@ -165,19 +165,21 @@ def _mask_name(mask: Any) -> str:
 
 
 def _masked_mean_std(array: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of ``array[mask]``, accumulated in float64 slab by slab."""
-    n = 0
-    total = 0.0
-    for z in range(0, array.shape[0], 16):
-        values = array[z:z + 16][mask[z:z + 16]].astype(np.float64)
-        n += values.size
-        total += float(values.sum())
+    """Mean and standard deviation of ``array[mask]``, a few planes at a time.
+
+    Values are centred on a rough mean first, so that float32 dot products lose nothing that
+    matters (relative error ~1e-7); the sums over chunks are float64.
+    """
+    sample = array[::8, ::8, ::8][mask[::8, ::8, ::8]]
+    shift = np.float32(sample.mean() if sample.size else 0.0)
+    n, total, squares = 0, 0.0, 0.0
+    for z in range(0, array.shape[0], 8):
+        d = array[z:z + 8][mask[z:z + 8]].astype(np.float32, copy=False) - shift
+        n += d.size
+        total += float(d.sum(dtype=np.float64))
+        squares += float(np.dot(d, d))
     mean = total / n
-    sq = 0.0
-    for z in range(0, array.shape[0], 16):
-        values = array[z:z + 16][mask[z:z + 16]].astype(np.float64) - mean
-        sq += float(np.dot(values, values))
-    return mean, float(np.sqrt(sq / n))
+    return float(shift) + mean, float(np.sqrt(max(squares / n - mean * mean, 0.0)))
 
 
 def zscore(image: Image, mask: Any = None) -> Image:

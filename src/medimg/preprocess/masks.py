@@ -1,7 +1,7 @@
 """Masks of where the patient is: CT body, foreground of MR and other greyscale images, fundus field of view.
 
 Masks are boolean arrays of the image's spatial shape ``(z, y, x)``.  The shape is found on a
-subsampled copy (about 2.5 mm voxels: fast, and thin structures such as the CT table fall apart
+subsampled copy (about 3 mm voxels: fast, and thin structures such as the CT table fall apart
 there), then refined at full resolution along its border.  scipy.ndimage does the labelling and
 hole filling; scikit-image the Otsu thresholds.
 """
@@ -70,7 +70,7 @@ class CoarseMask:
 
 
 def coarse_mask(image: Image, grey: np.ndarray, threshold: float, open_mm: float,
-                 target_mm: float = 2.5) -> CoarseMask:
+                 target_mm: float = 3.0) -> CoarseMask:
     """Threshold on the subsampled grid, open in-plane, keep big components, fill holes per slice."""
     fz, fy, fx = _factors(image, target_mm)
     small = np.ascontiguousarray(grey[::fz, ::fy, ::fx]) > threshold
@@ -92,23 +92,37 @@ def coarse_mask(image: Image, grey: np.ndarray, threshold: float, open_mm: float
 
 def _upsample(small: np.ndarray, factors: tuple[int, int, int],
               shape: tuple[int, int, int]) -> np.ndarray:
-    out = small
-    for axis, f in enumerate(factors):
-        if f > 1:
-            out = np.repeat(out, f, axis=axis)
-    return out[: shape[0], : shape[1], : shape[2]]
+    fz, fy, fx = factors
+    z, y, x = small.shape
+    if factors == (1, 1, 1):
+        return small[: shape[0], : shape[1], : shape[2]]
+    # One pass: each coarse voxel becomes an fz x fy x fx block.
+    blocks = np.broadcast_to(small[:, None, :, None, :, None], (z, fz, y, fy, x, fx))
+    return blocks.reshape(z * fz, y * fy, x * fx)[: shape[0], : shape[1], : shape[2]]
 
 
-def refine_mask(coarse: CoarseMask, above: np.ndarray) -> np.ndarray:
-    """Full-resolution mask: the coarse interior, plus thresholded voxels along its border."""
+def refine_mask(coarse: CoarseMask, grey: np.ndarray, threshold: float) -> np.ndarray:
+    """Full-resolution mask: the coarse interior, plus voxels above ``threshold`` along its border.
+
+    Built plane by plane (the border band is thresholded where it is, nothing else is).
+    """
+    shape = grey.shape[:3]
     if coarse.factors == (1, 1, 1):
         return coarse.mask
     ball = _disk(1)[np.newaxis]
     inner = ndimage.binary_erosion(coarse.mask, structure=ball)
-    outer = ndimage.binary_dilation(coarse.mask, structure=ball)
-    shape = above.shape
-    full = _upsample(outer, coarse.factors, shape) & above
-    full |= _upsample(inner, coarse.factors, shape)
+    band = ndimage.binary_dilation(coarse.mask, structure=ball) & ~inner
+    fz, fy, fx = coarse.factors
+    full = np.empty(shape, dtype=bool)
+    for iz in range(inner.shape[0]):
+        z0, z1 = iz * fz, min((iz + 1) * fz, shape[0])
+        if z0 >= z1:
+            break
+        plane_in = _upsample(inner[iz:iz + 1], (1, fy, fx), (1, *shape[1:]))[0]
+        plane_band = _upsample(band[iz:iz + 1], (1, fy, fx), (1, *shape[1:]))[0]
+        for z in range(z0, z1):
+            np.logical_and(plane_band, grey[z] > threshold, out=full[z])
+            full[z] |= plane_in
     return full
 
 
@@ -120,14 +134,15 @@ def body_mask(image: Image, threshold: float = BODY_HU, open_mm: float = 4.0) ->
     with holes (lungs, bowel gas) filled slice by slice.
     """
     coarse = coarse_body_mask(image, threshold, open_mm)
-    return refine_mask(coarse, image.array > threshold)
+    return refine_mask(coarse, image.array, threshold)
 
 
-def coarse_body_mask(image: Image, threshold: float = BODY_HU, open_mm: float = 4.0) -> CoarseMask:
-    """:func:`body_mask` on the subsampled grid only (enough for bounding boxes and statistics)."""
+def coarse_body_mask(image: Image, threshold: float = BODY_HU, open_mm: float = 4.0,
+                     target_mm: float = 3.0) -> CoarseMask:
+    """:func:`body_mask` on a grid of about ``target_mm`` voxels only (enough for a bounding box)."""
     require_scalar(image, "body_mask")
     require_usable(image, "body_mask")
-    return coarse_mask(image, image.array, threshold, open_mm)
+    return coarse_mask(image, image.array, threshold, open_mm, target_mm)
 
 
 def foreground_mask(image: Image, threshold: float | None = None, open_mm: float = 2.0) -> np.ndarray:
@@ -142,7 +157,7 @@ def foreground_mask(image: Image, threshold: float | None = None, open_mm: float
     if threshold is None:
         threshold = otsu_threshold(grey[:: _factors(image, 2.0)[0]])
     coarse = coarse_mask(image, grey, threshold, open_mm)
-    return refine_mask(coarse, grey > threshold)
+    return refine_mask(coarse, grey, threshold)
 
 
 def fov_mask(image: Image, threshold: float | None = None) -> np.ndarray:

@@ -40,22 +40,28 @@ def _interp_axis(arr: np.ndarray, axis: int, plan: tuple[np.ndarray, ...], fill:
     wshape = [1] * arr.ndim
     wshape[axis] = -1
     wb = w.reshape(wshape).astype(arr.dtype)
-    # Work on slabs along a different axis so that threads do not share output memory.
-    slab_axis = 0 if axis != 0 else 1
-    n = arr.shape[slab_axis]
-    workers = pool._max_workers if pool is not None else 1  # noqa: SLF001
-    bounds = np.linspace(0, n, min(n, 4 * workers) + 1).astype(int)
+    def planes(lo: int, hi: int) -> None:
+        # Each output plane blends two input planes: one small temporary per plane.
+        tmp = np.empty(arr.shape[1:], dtype=arr.dtype)
+        for k in range(lo, hi):
+            a0, a1 = arr[i0[k]], arr[i1[k]]
+            np.subtract(a1, a0, out=tmp)
+            tmp *= w[k]
+            np.add(a0, tmp, out=out[k])
 
-    def run(lo: int, hi: int) -> None:
-        sl = [slice(None)] * arr.ndim
-        sl[slab_axis] = slice(lo, hi)
-        part = arr[tuple(sl)]
+    def slabs(lo: int, hi: int) -> None:
+        # Slabs of planes along axis 0, so that threads do not share output memory.
+        part = arr[lo:hi]
         a0 = np.take(part, i0, axis=axis)
         a1 = np.take(part, i1, axis=axis)
         np.subtract(a1, a0, out=a1)
         np.multiply(a1, wb, out=a1)
-        np.add(a0, a1, out=out[tuple(sl)])
+        np.add(a0, a1, out=out[lo:hi])
 
+    run = planes if axis == 0 else slabs
+    n = len(i0) if axis == 0 else arr.shape[0]
+    workers = pool._max_workers if pool is not None else 1
+    bounds = np.linspace(0, n, min(n, 4 * workers) + 1).astype(int)
     jobs = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     if pool is None or len(jobs) == 1:
         for lo, hi in jobs:

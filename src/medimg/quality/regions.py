@@ -102,8 +102,7 @@ def regions(image: Image, kind: str | None = None) -> Regions:
     else:
         threshold = -500.0 if kind == "ct" else _object_threshold(grey)
         open_mm = 4.0 if kind == "ct" else 2.0
-        above = grey > threshold
-        body = refine_mask(coarse_mask(stack, grey, threshold, open_mm), above)
+        body = refine_mask(coarse_mask(stack, grey, threshold, open_mm), grey, threshold)
     main = _main_component(body)
     gap = int(np.clip(round(5.0 / float(min(image.spacing[1:]))), 1, 20))
     near = ndimage.binary_dilation(body, structure=np.ones((1, 3, 3), bool), iterations=gap)
