@@ -269,21 +269,26 @@ _MEASUREMENTS: dict[str, tuple[Code, Code | None]] = {
     "short_axis_diameter": (Code("103340004", "SCT", "Short axis"), None),
     "diameter": (Code("81827009", "SCT", "Diameter"), None),
     "volume": (Code("118565006", "SCT", "Volume"), None),
+    "mean_diameter": (Code("81827009", "SCT", "Diameter"), Code("373098007", "SCT", "Mean")),
     "mean_hu": (Code("112031", "DCM", "Attenuation Coefficient"), Code("373098007", "SCT", "Mean")),
+    "max_hu": (Code("112031", "DCM", "Attenuation Coefficient"), Code("56851009", "SCT", "Maximum")),
+    "min_hu": (Code("112031", "DCM", "Attenuation Coefficient"), Code("255605001", "SCT", "Minimum")),
+    "std_hu": (Code("112031", "DCM", "Attenuation Coefficient"),
+               Code("386136009", "SCT", "Standard Deviation")),
 }
 LOCAL_SCHEME = "99MEDIMG"
 
 _UNITS = {"mm": "millimeter", "mm2": "square millimeter", "mm3": "cubic millimeter", "mL": "milliliter",
           "cm3": "cubic centimeter", "L": "liter", "[hnsf'U]": "Hounsfield unit", "1": "no units",
-          "%": "percent"}
+          "%": "percent", "d": "day"}
 
 
 def measurement_concept(name: str, code: Code | None) -> tuple[Code, Code | None]:
     """(concept name, derivation) for a measurement; unknown names get a local ``99MEDIMG`` code."""
+    if name in _MEASUREMENTS and (code is None or code == _MEASUREMENTS[name][0]):
+        return _MEASUREMENTS[name]
     if code is not None:
         return code, None
-    if name in _MEASUREMENTS:
-        return _MEASUREMENTS[name]
     return Code(name[:16], LOCAL_SCHEME, name.replace("_", " ")), None
 
 

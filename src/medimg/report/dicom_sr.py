@@ -35,6 +35,7 @@ from pydicom.uid import generate_uid
 from ..image import Image
 from ._dicom_common import (
     DEVICE,
+    LOCAL_SCHEME,
     SCT_ABNORMAL_STRUCTURE,
     SCT_ANATOMICAL_STRUCTURE,
     DicomContext,
@@ -174,6 +175,8 @@ def build_sr(report: Report, image: Image, seg: Dataset | None = None, ctx: Dico
         imaging_measurements=groups or None,
     )
     evidence = list(sources.headers) + ([seg] if seg is not None else [])
+    local = hd.coding_schemes.CodingSchemeIdentificationItem(
+        designator=LOCAL_SCHEME, name="medimg measurement names", responsible_organization="medimg")
     return hd.sr.Comprehensive3DSR(
         evidence=evidence, content=content[0],
         series_instance_uid=ctx.sr_series_uid, series_number=ctx.sr_series_number,
@@ -181,7 +184,7 @@ def build_sr(report: Report, image: Image, seg: Dataset | None = None, ctx: Dico
         manufacturer=DEVICE.manufacturer, is_complete=True, is_final=False, is_verified=False,
         series_description=short(f"medimg {report.protocol} measurements"),
         manufacturer_model_name=DEVICE.model_name, software_versions=version,
-        device_serial_number=DEVICE.serial_number,
+        device_serial_number=DEVICE.serial_number, coding_schemes=[local],
     )
 
 

@@ -63,7 +63,10 @@ _SIDED_SITES = {
     ("39607008", "24028007"): Code("3341006", "SCT", "Right lung structure"),
 }
 _MEANINGS = {"long_axis_diameter": "Long axis diameter", "short_axis_diameter": "Short axis diameter",
-             "volume": "Volume", "mean_hu": "Mean attenuation"}
+             "volume": "Volume", "mean_hu": "Mean attenuation", "max_hu": "Maximum attenuation",
+             "min_hu": "Minimum attenuation", "std_hu": "Standard deviation of attenuation",
+             "mean_diameter": "Mean diameter"}
+_MEAN = "373098007"
 
 
 def _coding(code: Code) -> dict[str, str]:
@@ -137,8 +140,11 @@ def _finding_observation(report: Report, f: Finding, device_url: str,
         q = _quantity(m)
         if q is None:
             continue
-        concept, _derivation = measurement_concept(m.name, m.code)
-        components.append({"code": _concept(concept, _MEANINGS.get(m.name, m.name.replace("_", " "))),
+        concept, derivation = measurement_concept(m.name, m.code)
+        # FHIR has no place for a DICOM derivation: a concept derived other than by the mean (maximum
+        # attenuation, ...) is given as text only, so it is never read as the plain concept.
+        coded = concept if derivation is None or derivation.value == _MEAN else None
+        components.append({"code": _concept(coded, _MEANINGS.get(m.name, m.name.replace("_", " "))),
                            "valueQuantity": q})
     if f.probability is not None and np.isfinite(f.probability):
         components.append({"code": {"text": "probability (algorithm confidence)"},

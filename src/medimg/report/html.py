@@ -68,6 +68,8 @@ def _plain_text(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain_text(v) for v in value)
     if isinstance(value, dict):
         return ", ".join(f"{k} {_plain_text(v)}" for k, v in value.items())
     return str(value)

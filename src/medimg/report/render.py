@@ -46,7 +46,7 @@ LUNG_WINDOW = (-1350.0, 150.0)
 FINDING_COLOUR = (255, 40, 40)
 LONG_AXIS_COLOUR = (255, 225, 0)
 SHORT_AXIS_COLOUR = (255, 140, 0)
-STRUCTURE_COLOURS = [(60, 150, 255), (0, 215, 200), (170, 120, 255), (120, 220, 90), (255, 120, 210)]
+STRUCTURE_COLOURS = [(60, 150, 255), (0, 215, 200), (200, 110, 255), (120, 220, 90), (255, 120, 210)]
 _TEXT_BG = (0, 0, 0)
 
 
@@ -257,10 +257,15 @@ def _key(view: _SliceView, kind: str, title: str, caption: str, img: PILImage.Im
 
 
 def _structure_masks(report: Report, z: int) -> list[tuple[np.ndarray, tuple[int, int, int], bool, str]]:
+    """Each structure's section on slice z with its holes filled: the outline shows its extent, not
+    every vessel a lung mask leaves out."""
+    from scipy import ndimage
+
     out = []
     for i, s in enumerate(report.structures):
         if s.mask is not None:
-            out.append((s.mask[z], STRUCTURE_COLOURS[i % len(STRUCTURE_COLOURS)], False, s.name))
+            section = ndimage.binary_fill_holes(s.mask[z])
+            out.append((section, STRUCTURE_COLOURS[i % len(STRUCTURE_COLOURS)], True, s.name))
     return out
 
 
@@ -368,7 +373,8 @@ def render_overview(report: Report, image: Image, *, out_px: int = 512) -> KeyIm
     """The slice where the structures are largest (or the middle slice), with every outline drawn."""
     nz = image.spatial_shape[0]
     area = np.zeros(nz)
-    for s in report.structures:
+    lungs = [s for s in report.structures if "lung" in s.name.lower() and s.mask is not None]
+    for s in lungs or report.structures:  # the lungs decide where a chest is largest
         if s.mask is not None:
             area += s.mask.sum(axis=(1, 2))
     z = int(np.argmax(area)) if area.any() else nz // 2
@@ -386,7 +392,8 @@ def render_overview(report: Report, image: Image, *, out_px: int = 512) -> KeyIm
     if any(f.mask is not None and f.mask[z].any() for f in report.findings):
         legend.append(("findings", FINDING_COLOUR))
     return _key(view, "overview", f"Overview: slice {z + 1} of {nz}",
-                f"Axial slice {z + 1} of {nz} ({_zpos(image, z)}; largest structure area), lung window, "
+                f"Axial slice {z + 1} of {nz} ({_zpos(image, z)}; largest {'lung' if lungs else 'structure'} area), "
+                "lung window, "
                 "segmented structures outlined.", img, full, mm, None, legend)
 
 
