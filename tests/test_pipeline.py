@@ -297,3 +297,4 @@ def test_comparison_with_a_prior(lung_study: Path) -> None:
             assert abs(change.value) < 5.0
             interval = next(m for m in c.changes if m.name == "interval")
             assert interval.value == 0
+            assert "same study date" in c.summary and "not growth" in c.summary

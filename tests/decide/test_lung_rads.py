@@ -147,3 +147,6 @@ def test_comparison_makes_nodules_new_or_growing(make_finding: MakeFinding) -> N
     assert lung_rads(finding, SCREENING, [grown]).category == "4A"  # growing < 8 mm
     assert lung_rads(finding, SCREENING, [stable]).category == "3"  # 1.5 mm is not growth
     assert lung_rads(finding, SCREENING, [new]).category == "4A"  # new 6 to < 8 mm
+    same_day = Comparison("a", "prior", "p1", [Measurement("mean_diameter_change", 3.0, "mm", "x"),
+                                               Measurement("interval", 0.0, "d", "x")], "")
+    assert lung_rads(finding, SCREENING, [same_day]).category == "3"  # no growth in 0 days

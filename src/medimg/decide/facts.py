@@ -17,6 +17,7 @@ from ..report.model import Comparison, Finding
 __all__ = [
     "ClinicalContext",
     "NoduleFacts",
+    "GROWTH_MM",
     "NoduleType",
     "round_half_up",
 ]
@@ -31,6 +32,10 @@ _TYPE_ALIASES = {
     "ggn": "ground-glass", "ggo": "ground-glass", "non-solid": "ground-glass",
     "nonsolid": "ground-glass",
 }
+
+
+#: Lung-RADS v2022: growth is an increase of more than this (mm) in mean diameter within 12 months.
+GROWTH_MM = 1.5
 
 
 def round_half_up(value: float, decimals: int = 0) -> float:
@@ -126,7 +131,12 @@ class NoduleFacts:
         if comparison is not None:
             new = comparison.prior_finding_id is None
             change = next((m for m in comparison.changes if m.name == "mean_diameter_change"), None)
-            growing = (not new) and change is not None and float(change.value) > 1.5
+            interval = next((m for m in comparison.changes if m.name == "interval"), None)
+            # Growth (Lung-RADS v2022): more than 1.5 mm in mean diameter; studies of the same day
+            # differ only by measurement, so they never show growth.
+            same_day = interval is not None and float(interval.value) <= 0
+            growing = ((not new) and not same_day and change is not None
+                       and float(change.value) > GROWTH_MM)
         return cls(
             finding_id=finding.id,
             type=ntype,  # type: ignore[arg-type]

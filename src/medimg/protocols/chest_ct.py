@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..decide import fleischner, lung_rads, triage
-from ..decide.facts import round_half_up
+from ..decide.facts import GROWTH_MM, round_half_up
 from ..report.model import Comparison, Finding, Measurement, Provenance
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -48,8 +48,6 @@ LUNG_AIR_HU = -400.0
 MIN_LUNG_ML = 250.0
 #: Lungs are cut by the scan when an end slice holds more than this share of the largest lung area.
 CUT_FRACTION = 0.25
-#: Growth in mean diameter (mm) that counts as growing (Lung-RADS v2022: more than 1.5 mm).
-GROWTH_MM = 1.5
 #: A lesion this long (mm) or longer is a mass (Fleischner 2017, Lung-RADS v2022 glossary).
 MASS_MM = 30.0
 
@@ -304,7 +302,10 @@ def _changes(f: Finding, p: Finding, days: int | None) -> tuple[list[Measurement
         delta = mean_now - mean_then
         changes.append(Measurement("mean_diameter_change", delta, "mm",
                                    "current minus prior mean of long and short axis"))
-        if delta > GROWTH_MM:
+        if days is not None and days <= 0:
+            parts.append(f"same study date: the {delta:+.1f} mm difference in mean diameter is "
+                         f"measurement variability (another series or reconstruction), not growth")
+        elif delta > GROWTH_MM:
             parts.append(f"grown by {delta:.1f} mm in mean diameter (more than {GROWTH_MM:g} mm)")
         elif delta < -GROWTH_MM:
             parts.append(f"smaller by {-delta:.1f} mm in mean diameter")
