@@ -8,7 +8,8 @@ outputs (``medimg.report.outputs.write_report``), as ``medimg analyze`` does.  T
 step's median and minimum wall-clock time over the runs, the total (analysis + writing), the time to
 just load the series (header index + pixels, medimg's reader, median of N loads in another fresh
 process) and the total as a multiple of that load time.  Peak memory is the peak resident set size
-(``getrusage`` ``ru_maxrss``) of the analysing process, and separately of its reader worker processes.
+(``getrusage`` ``ru_maxrss``) of the analysing process and of its largest child process (DICOM
+reader workers, Chromium printing the PDF); their sum bounds the peak of the whole analysis.
 Goals printed beside the figures: total under 30 s on the project's 2-core machine, peak under 4 GB.
 Nothing is asserted: this is a measurement, not a test.
 """
@@ -43,6 +44,12 @@ def _analyse_once(folder: str, conn: Any) -> None:
     from medimg.report.outputs import write_report
 
     imports = time.perf_counter() - t0
+
+    def cpu() -> float:
+        me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    c0 = cpu()
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         report, image = analyze(folder)
@@ -50,13 +57,14 @@ def _analyse_once(folder: str, conn: Any) -> None:
         t0 = time.perf_counter()
         written = write_report(report, image, Path(out))
         t_write = time.perf_counter() - t0
+    cpu_s = cpu() - c0
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     conn.send({
         "imports": imports, "analyze": t_analyze, "write": t_write, "steps": dict(report.timings),
         "status": report.status, "refusal": report.refusal, "findings": len(report.findings),
         "outputs": sorted(written), "shape": image.spatial_shape if image is not None else None,
-        "peak_kib": me, "workers_peak_kib": kids,
+        "peak_kib": me, "children_peak_kib": kids, "cpu": cpu_s,
     })
     conn.close()
 
@@ -118,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     totals = [r["analyze"] + r["write"] for r in runs]
     total = statistics.median(totals)
     rows.append(["TOTAL (analyze + write)", f"{total:.3f}", f"{min(totals):.3f}"])
+    cpus = [r["cpu"] for r in runs]
+    rows.append(["  CPU time of the total", f"{statistics.median(cpus):.3f}", f"{min(cpus):.3f}"])
     rows.append(["load only (index + pixels)", f"{load_s:.3f}", f"{min(loads):.3f}"])
     imports = [r["imports"] for r in runs]
     rows.append(["imports (not in total)", f"{statistics.median(imports):.3f}", f"{min(imports):.3f}"])
@@ -126,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chest CT analysis of {args.series}: shape {first['shape']}, {args.runs} run(s), each in "
           f"a fresh process; outputs {', '.join(first['outputs'])}")
     print_table(["step", "median s", "min s"], rows)
-    peak_gib = max(r["peak_kib"] for r in runs) / 1024**2
-    workers_mib = max(r["workers_peak_kib"] for r in runs) / 1024
+    peak_mib = max(r["peak_kib"] for r in runs) / 1024
+    child_mib = max(r["children_peak_kib"] for r in runs) / 1024
+    bound_gb = (peak_mib + child_mib) * 1024**2 / 1e9
     print()
     print(f"total / load time:  {total / load_s:.1f} x  (total {total:.2f} s, load {load_s:.3f} s)")
-    print(f"peak memory (RSS):  {peak_gib * 1024:.0f} MiB analysing process; largest reader worker "
-          f"process {workers_mib:.0f} MiB")
+    print(f"peak memory (RSS):  {peak_mib:.0f} MiB analysing process; {child_mib:.0f} MiB largest child "
+          f"process (DICOM reader workers, Chromium for the PDF); {bound_gb:.2f} GB at most together")
     print(f"goals: total < {GOAL_TOTAL_S:g} s: {'met' if total < GOAL_TOTAL_S else 'NOT met'}; "
-          f"peak < {GOAL_PEAK_GB:g} GB: {'met' if peak_gib * 1.073741824 < GOAL_PEAK_GB else 'NOT met'}")
+          f"peak < {GOAL_PEAK_GB:g} GB: {'met' if bound_gb < GOAL_PEAK_GB else 'NOT met'}")
+    print("(wall time well above CPU time means the machine was busy with other work: run again)")
     return 0
 
 
