@@ -460,3 +460,55 @@ def test_folder_with_two_series(data_dir: Path) -> None:
     by_z = sorted((pydicom.dcmread(p, stop_before_pixels=True) for p in (parent / "series-3").iterdir()),
                   key=lambda d: float(d.ImagePositionPatient[2]))
     assert image.meta["sop_instance_uids"] == [str(d.SOPInstanceUID) for d in by_z]
+
+
+def test_fast_header_values_equal_pydicom(data_dir: Path, pydicom_data_dir: Path,
+                                          pydicom_test_dir: Path) -> None:
+    """The index's direct ASCII conversion gives pydicom's values for every attribute it reads."""
+    import warnings
+
+    from medimg.io.dicom_index import _META_KEYWORDS, _FastHeader, _plain
+
+    keywords = list(_META_KEYWORDS) + [
+        "Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
+        "PhotometricInterpretation", "ImageType", "ImagePositionPatient", "ImageOrientationPatient",
+        "PixelSpacing", "ImagerPixelSpacing", "RescaleSlope", "RescaleIntercept", "SliceThickness",
+        "EchoNumbers", "TemporalPositionIdentifier", "WindowCenter", "WindowWidth",
+        "GantryDetectorTilt", "FrameTime", "SOPInstanceUID", "SOPClassUID", "StudyInstanceUID",
+        "SeriesInstanceUID", "Modality", "InstanceNumber", "AcquisitionNumber", "NumberOfFrames",
+    ]
+    files = sorted(data_dir.rglob("*.dcm")) + sorted(pydicom_data_dir.glob("*.dcm"))
+    files += sorted(pydicom_test_dir.glob("*.dcm"))
+    compared = 0
+    for f in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                slow = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+                fast = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+                expected = {k: slow.get(k) for k in keywords}
+            except Exception:
+                continue  # broken files are covered by the bad-input tests
+            header = _FastHeader(fast)
+            for k in keywords:
+                want = expected[k]
+                got = header.get(k)
+                if want is None or want == "":
+                    assert got in (None, ""), (f, k, got)
+                    continue
+                # pydicom keeps the padding inside multi-valued strings; the standard says it is
+                # insignificant (PS3.5 6.2), so the index strips it
+                want_plain, got_plain = _strip(_plain(want)), _strip(_plain(got))
+                if isinstance(want_plain, list) and len(want_plain) == 1:
+                    want_plain = want_plain[0]
+                assert got_plain == want_plain, (f.name, k, got_plain, want_plain)
+                compared += 1
+    assert compared > 5000
+
+
+def _strip(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value

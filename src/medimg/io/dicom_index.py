@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -82,6 +84,134 @@ _META_KEYWORDS = {
     "AccessionNumber": "accession_number",
     "RescaleType": "rescale_type",
 }
+
+
+# Everything the index reads from a header.  Reading only these (pydicom's ``specific_tags``) lets
+# pydicom seek over every other element -- large private blocks and sequences included -- instead of
+# parsing them: it is what makes indexing faster than a plain ``dcmread(stop_before_pixels=True)``.
+# Any attribute read in this module must be listed here (a test reads every file both ways).
+_INDEXED_KEYWORDS = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber",
+    "Modality", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+    "BitsStored", "HighBit", "PixelRepresentation", "PhotometricInterpretation",
+    "PlanarConfiguration", "ImageType", "InstanceNumber", "AcquisitionNumber",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing",
+    "RescaleSlope", "RescaleIntercept", "SliceThickness", "EchoNumbers",
+    "TemporalPositionIdentifier", "WindowCenter", "WindowWidth", "GantryDetectorTilt",
+    "FrameTime", "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence",
+    "SpecificCharacterSet", "RedPaletteColorLookupTableDescriptor",
+)
+_SIEMENS_MOSAIC_TAGS = ((0x0019, 0x0010), (0x0019, 0x100A))  # private creator, images in mosaic
+
+
+def _indexed_tags() -> list[int]:
+    keywords = set(_INDEXED_KEYWORDS) | set(_META_KEYWORDS)
+    tags = [tag_for_keyword(k) for k in sorted(keywords)]
+    out = [t for t in tags if t is not None]
+    out += [(g << 16) | e for g, e in _SIEMENS_MOSAIC_TAGS]
+    return out
+
+
+_INDEXED_TAGS = _indexed_tags()
+
+# Value representations whose values are plain ASCII by the standard (PS3.5 6.2): their raw bytes can
+# be turned into Python values directly, which is several times faster than pydicom's element
+# conversion (the header index reads ~60 attributes per file).
+_ASCII_VRS = {"DS", "IS", "CS", "UI", "DA", "TM", "DT", "AS"}
+_TEXT_VRS = {"LO", "SH", "ST", "LT"}  # decoded directly only for the default or Latin-1 character set
+_BINARY_INT_VRS = {"US": ("H", 2), "SS": ("h", 2), "UL": ("I", 4), "SL": ("i", 4)}
+
+
+class _FastHeader:
+    """``Dataset.get`` for top-level attributes, converting ASCII-VR raw elements directly.
+
+    Values come back as Python types compatible with pydicom's (``float`` for DS, ``int`` for IS,
+    ``str`` otherwise, a list for several values).  Everything else (text in a specific character
+    set, binary VRs, sequences, already-converted elements) goes through pydicom unchanged.
+    A test checks both give the same values on every file of the sample data.
+    """
+
+    _tags: dict[str, tuple[int, str]] = {}
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+        self._is_latin1: bool | None = None
+        # The element store, without get_item's per-call tag normalisation (a plain dict keyed by
+        # BaseTag, an int subclass, in pydicom 2 and 3).
+        self._elements: Any = getattr(ds, "_dict", None)
+        if not isinstance(self._elements, dict):
+            self._elements = None
+
+    def _latin1(self) -> bool:
+        """Whether text is in the default repertoire or Latin-1 (so bytes decode as latin-1)."""
+        if self._is_latin1 is None:
+            elem = self.ds.get_item(0x00080005)
+            if elem is None:
+                self._is_latin1 = True
+            else:
+                value = elem.value
+                if isinstance(value, bytes):
+                    value = value.decode("ascii", "replace")
+                if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+                    value = "\\".join(str(v) for v in value)
+                terms = [t.strip() for t in str(value or "").split("\\")]
+                self._is_latin1 = all(t in ("", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6")
+                                      for t in terms)
+        return self._is_latin1
+
+    @classmethod
+    def _tag(cls, keyword: str) -> tuple[int, str]:
+        found = cls._tags.get(keyword)
+        if found is None:
+            tag = tag_for_keyword(keyword)
+            if tag is None:
+                msg = f"unknown DICOM keyword {keyword!r}"
+                raise KeyError(msg)
+            found = (tag, dictionary_VR(tag))
+            cls._tags[keyword] = found
+        return found
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        tag, vr = self._tag(keyword)
+        elem = self._elements.get(tag) if self._elements is not None else self.ds.get_item(tag)
+        if elem is None:
+            return default
+        if not isinstance(elem, RawDataElement) or elem.value is None:
+            return self.ds.get(keyword, default)
+        if elem.VR not in (None, vr, "UN"):
+            return self.ds.get(keyword, default)
+        raw = bytes(elem.value)
+        if vr in _BINARY_INT_VRS:
+            code, size = _BINARY_INT_VRS[vr]
+            if not raw or len(raw) % size:
+                return self.ds.get(keyword, default)
+            order = "<" if self.ds.is_little_endian else ">"
+            ints = list(struct.unpack(f"{order}{len(raw) // size}{code}", raw))
+            return ints[0] if len(ints) == 1 else ints
+        if vr in _TEXT_VRS:
+            if not self._latin1():
+                return self.ds.get(keyword, default)
+            text = raw.decode("latin-1").strip(" \x00")
+            if vr in ("ST", "LT"):
+                return text
+            parts = [p.strip(" \x00") for p in text.split("\\")]
+            return parts[0] if len(parts) == 1 else parts
+        if vr not in _ASCII_VRS:
+            return self.ds.get(keyword, default)
+        text = raw.decode("ascii", "replace").strip(" \x00")
+        if not text:
+            return ""
+        parts = [p.strip(" \x00") for p in text.split("\\")]
+        try:
+            if vr == "DS":
+                values: list[Any] = [float(p) if p else None for p in parts]
+            elif vr == "IS":
+                values = [int(float(p)) if p else None for p in parts]
+            else:
+                values = parts
+        except ValueError:
+            return self.ds.get(keyword, default)  # let pydicom judge malformed numbers
+        return values[0] if len(values) == 1 else values
 
 
 @dataclass
@@ -253,7 +383,7 @@ def _spacing(value: Any) -> tuple[float, float] | None:
 
 def _plain(value: Any) -> Any:
     """A DICOM value as a JSON-friendly Python value."""
-    if isinstance(value, pydicom.multival.MultiValue):
+    if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, (pydicom.valuerep.DSfloat, pydicom.valuerep.DSdecimal)):
         return float(value)
@@ -478,7 +608,7 @@ def read_record(path: str | os.PathLike[str]) -> InstanceRecord:
             # Read tolerantly: public files carry small standard violations (see docs/dicom.md).
             warnings.simplefilter("ignore")
             try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_INDEXED_TAGS)
             except InvalidDicomError:
                 # Files without the 128-byte preamble and 'DICM' (old ACR-NEMA style exports) are
                 # still DICOM data sets; accept them only if they parse into a DICOM object.
@@ -557,11 +687,12 @@ def _record_from_dataset(
     path: str, ds: Dataset, ts: str, element: PixelElement | None, deflated_pixels: bool,
     at_eof: bool,
 ) -> InstanceRecord:
-    rows = _int(ds.get("Rows")) or 0
-    cols = _int(ds.get("Columns")) or 0
-    samples = _int(ds.get("SamplesPerPixel")) or 1
-    bits_allocated = _int(ds.get("BitsAllocated")) or 0
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    h = _FastHeader(ds)
+    rows = _int(h.get("Rows")) or 0
+    cols = _int(h.get("Columns")) or 0
+    samples = _int(h.get("SamplesPerPixel")) or 1
+    bits_allocated = _int(h.get("BitsAllocated")) or 0
+    photometric = str(h.get("PhotometricInterpretation", "")).strip().upper()
     frames = _frame_count(path, ds, element, rows, cols, samples, bits_allocated, photometric)
     if rows and cols and rows * cols * frames * samples > MAX_VOXELS:
         raise InputError(
@@ -572,8 +703,8 @@ def _record_from_dataset(
         )
     has_element = element is not None or deflated_pixels
     if has_element and (rows <= 0 or cols <= 0):
-        msg = (f"has Pixel Data but no valid image size (Rows {ds.get('Rows', 'missing')}, "
-               f"Columns {ds.get('Columns', 'missing')})")
+        msg = (f"has Pixel Data but no valid image size (Rows {h.get('Rows', 'missing')}, "
+               f"Columns {h.get('Columns', 'missing')})")
         raise InputError(path, msg, "the header is incomplete or damaged; it cannot be read as an image")
     if rows > 0 and cols > 0 and not has_element:
         problem = ("has an image header but the file ends before any Pixel Data: it is truncated, "
@@ -602,20 +733,20 @@ def _record_from_dataset(
     native = element is not None and element.tag == _PIXEL_DATA_TAG and ts in NATIVE_TRANSFER_SYNTAXES
     offset = element.offset if native and element is not None else None
     length = element.length if native and element is not None else None
-    image_type = tuple(str(v).upper() for v in (ds.get("ImageType") or []))
+    image_type = tuple(str(v).upper() for v in (h.get("ImageType") or []))
     base = FrameGeometry(
-        position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        position=_floats(h.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        orientation=_floats(h.get("ImageOrientationPatient"), 6),
         pixel_spacing=None,
-        slope=_float(ds.get("RescaleSlope")) or 1.0,
-        intercept=_float(ds.get("RescaleIntercept")) or 0.0,
-        slice_thickness=_float(ds.get("SliceThickness")),
+        slope=_float(h.get("RescaleSlope")) or 1.0,
+        intercept=_float(h.get("RescaleIntercept")) or 0.0,
+        slice_thickness=_float(h.get("SliceThickness")),
     )
-    ps = _spacing(ds.get("PixelSpacing")) or _spacing(ds.get("ImagerPixelSpacing"))
+    ps = _spacing(h.get("PixelSpacing")) or _spacing(h.get("ImagerPixelSpacing"))
     if ps:
         base.pixel_spacing = ps
-    echo = _int(ds.get("EchoNumbers"))
-    temporal = _int(ds.get("TemporalPositionIdentifier"))
+    echo = _int(h.get("EchoNumbers"))
+    temporal = _int(h.get("TemporalPositionIdentifier"))
     key: list[Any] = []
     if echo is not None:
         key.append(("echo", echo))
@@ -624,8 +755,8 @@ def _record_from_dataset(
     base.temporal_key = tuple(key)
 
     geometry: list[FrameGeometry] = []
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = h.get("PerFrameFunctionalGroupsSequence")
+    shared = h.get("SharedFunctionalGroupsSequence")
     if per_frame is not None or shared is not None:
         shared_geo = _geometry_from(shared[0] if shared else None, base)
         if per_frame:
@@ -645,44 +776,44 @@ def _record_from_dataset(
         mosaic = _int(ds.get((0x0019, 0x100A)).value) if (0x0019, 0x100A) in ds else None
         mosaic = mosaic or 0  # 0: a mosaic whose tile count has to come from the CSA header
 
-    wc = ds.get("WindowCenter")
-    ww = ds.get("WindowWidth")
+    wc = h.get("WindowCenter")
+    ww = h.get("WindowWidth")
     meta: dict[str, Any] = {}
     for kw, key_name in _META_KEYWORDS.items():
-        val = ds.get(kw)
+        val = h.get(kw)
         if val not in (None, ""):
             with contextlib.suppress(Exception):  # odd values are simply not copied
                 meta[key_name] = _plain(val)
-    if _spacing(ds.get("PixelSpacing")) is None and _spacing(ds.get("ImagerPixelSpacing")):
+    if _spacing(h.get("PixelSpacing")) is None and _spacing(h.get("ImagerPixelSpacing")):
         meta["pixel_spacing_source"] = "ImagerPixelSpacing (at the detector, not corrected for magnification)"
 
     return InstanceRecord(
         path=path,
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
-        sop_class_uid=str(ds.get("SOPClassUID", "")),
-        study_instance_uid=str(ds.get("StudyInstanceUID", "")),
-        series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
-        series_number=_int(ds.get("SeriesNumber")),
-        modality=str(ds.get("Modality", "OT") or "OT"),
+        sop_instance_uid=str(h.get("SOPInstanceUID", "")),
+        sop_class_uid=str(h.get("SOPClassUID", "")),
+        study_instance_uid=str(h.get("StudyInstanceUID", "")),
+        series_instance_uid=str(h.get("SeriesInstanceUID", "")),
+        series_number=_int(h.get("SeriesNumber")),
+        modality=str(h.get("Modality", "OT") or "OT"),
         transfer_syntax=ts,
         rows=rows,
         columns=cols,
         frames=frames,
         samples_per_pixel=samples,
         bits_allocated=bits_allocated,
-        bits_stored=_int(ds.get("BitsStored")) or _int(ds.get("BitsAllocated")) or 0,
-        pixel_representation=_int(ds.get("PixelRepresentation")) or 0,
+        bits_stored=_int(h.get("BitsStored")) or _int(h.get("BitsAllocated")) or 0,
+        pixel_representation=_int(h.get("PixelRepresentation")) or 0,
         photometric=photometric,
-        planar_configuration=_int(ds.get("PlanarConfiguration")) or 0,
+        planar_configuration=_int(h.get("PlanarConfiguration")) or 0,
         image_type=image_type,
-        instance_number=_int(ds.get("InstanceNumber")),
-        acquisition_number=_int(ds.get("AcquisitionNumber")),
+        instance_number=_int(h.get("InstanceNumber")),
+        acquisition_number=_int(h.get("AcquisitionNumber")),
         has_pixels=has_element and rows > 0 and cols > 0,
         frame_geometry=geometry,
         window_center=_float(wc),
         window_width=_float(ww),
-        gantry_tilt=_float(ds.get("GantryDetectorTilt")),
-        frame_time_ms=_float(ds.get("FrameTime")),
+        gantry_tilt=_float(h.get("GantryDetectorTilt")),
+        frame_time_ms=_float(h.get("FrameTime")),
         mosaic_images=mosaic,
         pixel_offset=offset,
         pixel_length=length,

@@ -79,6 +79,43 @@ def _read_native(rec: InstanceRecord) -> np.ndarray | None:
     return arr
 
 
+def native_plane_dtype(rec: InstanceRecord) -> np.dtype | None:
+    """The dtype a single-frame native grey record can be read into directly, else None."""
+    if rec.frames != 1 or rec.photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    if rec.pixel_offset is None or rec.pixel_length is None:
+        return None
+    return _native_dtype(rec)
+
+
+def read_native_stack(records: list[InstanceRecord]) -> np.ndarray:
+    """Single-frame native grey files straight into one preallocated ``(n, rows, columns)`` array.
+
+    All records must share :func:`native_plane_dtype`, Rows, Columns and Bits Stored (the caller
+    checks).  Avoids one temporary array per file and the copy of stacking them.
+    """
+    first = records[0]
+    dtype = native_plane_dtype(first)
+    assert dtype is not None
+    stack = np.empty((len(records), first.rows, first.columns), dtype=dtype)
+    nbytes = first.rows * first.columns * dtype.itemsize
+    for k, rec in enumerate(records):
+        if rec.pixel_length is None or rec.pixel_length < nbytes or rec.pixel_offset is None:
+            raise InputError(rec.path, f"pixel data is {rec.pixel_length} bytes, expected {nbytes}; "
+                             f"the file is truncated", "re-export or re-send it")
+        with open(rec.path, "rb") as fp:
+            fp.seek(rec.pixel_offset)
+            got = fp.readinto(memoryview(stack[k]).cast("B"))
+        if got != nbytes:
+            raise InputError(rec.path, f"pixel data ends after {got} of {nbytes} bytes; the file is "
+                             f"truncated", "re-export or re-send it")
+    if 0 < first.bits_stored < first.bits_allocated:
+        shift = stack.dtype.type(first.bits_allocated - first.bits_stored)
+        np.left_shift(stack, shift, out=stack)
+        np.right_shift(stack, shift, out=stack)
+    return stack
+
+
 def _read_dataset(rec: InstanceRecord) -> Dataset:
     """The whole data set, ready to decode: a transfer syntax that the file meta lacks is filled in
     with the one the header index detected, and encapsulated pixel data that only lacks its closing

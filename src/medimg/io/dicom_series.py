@@ -38,7 +38,13 @@ import numpy as np
 from ..errors import InputError, SeriesError
 from ..image import Image
 from .dicom_index import FrameGeometry, InstanceRecord, SeriesEntry
-from .dicom_pixels import dataset_for, read_frames, read_frames_safe
+from .dicom_pixels import (
+    dataset_for,
+    native_plane_dtype,
+    read_frames,
+    read_frames_safe,
+    read_native_stack,
+)
 
 __all__ = ["SeriesSummary", "build_image", "summarize"]
 
@@ -140,7 +146,7 @@ def _apply_rescale(stack: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray
             hi = int(stack.max()) + int(inter)
             for dt in (np.int16, np.int32):
                 if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
-                    shifted: np.ndarray = stack.astype(dt)
+                    shifted: np.ndarray = stack.astype(dt, copy=False)
                     shifted += int(inter)
                     return shifted, info
         return (stack.astype(np.float32) * np.float32(slope) + np.float32(inter)), info
@@ -439,9 +445,18 @@ def _volume_image(entry: SeriesEntry, slices: list[_Slice], warnings: list[dict[
 
     used_records = list(dict.fromkeys(s.record.path for s in slices))
     by_path = {s.record.path: s.record for s in slices}
-    frames = _load_pixels([by_path[p] for p in used_records], workers, progress)
-    planes = [frames[s.record.path][s.frame] for s in slices]
-    stack = np.stack(planes)
+    records = [s.record for s in slices]
+    dtype = native_plane_dtype(records[0])
+    if dtype is not None and all(
+        native_plane_dtype(r) == dtype and (r.rows, r.columns, r.bits_stored)
+        == (records[0].rows, records[0].columns, records[0].bits_stored) for r in records
+    ):
+        stack = read_native_stack(records)  # the common case: one uncompressed file per slice
+        if progress:
+            progress(len(records), len(records))
+    else:
+        frames = _load_pixels([by_path[p] for p in used_records], workers, progress)
+        stack = np.stack([frames[s.record.path][s.frame] for s in slices])
     first = slices[0].record
     meta = _series_meta(entry, [by_path[p] for p in used_records])
     meta["sop_instance_uids"] = [s.record.sop_instance_uid for s in slices]
