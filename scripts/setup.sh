@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything medimg needs on a fresh Debian machine (run as root, or with sudo available):
-# the reference tools from Debian (dcm2niix, dcmtk) and a virtual environment in .venv with
+# the reference tools from Debian (dcm2niix, dcmtk, dciodvfy from dicom3tools, Chromium for PDF
+# reports, poppler-utils to check them) and a virtual environment in .venv with
 # PyTorch's local CPU wheel (torch==2.13.0, installed first so nothing pulls the CUDA build), then
 # medimg itself with its test extras.  Safe to run again: it only does what is missing.
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
-debs=(dcm2niix dcmtk)
+debs=(dcm2niix dcmtk dicom3tools chromium poppler-utils)
 missing=()
 for d in "${debs[@]}"; do
   dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d")
