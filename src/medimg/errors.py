@@ -48,3 +48,7 @@ class SeriesSelectionError(InputError):
 
 class UnsupportedFormatError(InputError):
     """The file format or the requested output format is not supported."""
+
+
+class OutputError(MedimgError):
+    """An output cannot be written (missing folder, permissions, a writer that failed)."""

@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import MedimgError
+from ..errors import OutputError
 from ..image import Image
 from .model import Report
 
@@ -42,7 +42,7 @@ FILENAMES = {"json": "report.json", "html": "report.html", "pdf": "report.pdf", 
              "sr": "sr.dcm", "fhir": "fhir.json"}
 
 
-class ReportWriteError(MedimgError):
+class ReportWriteError(OutputError):
     """A report output could not be written; ``format`` and ``path`` name it."""
 
     def __init__(self, fmt: str, path: Path, problem: str) -> None:
