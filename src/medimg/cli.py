@@ -1,0 +1,366 @@
+"""The ``medimg`` command line: a thin layer that parses, calls the library and prints.
+
+Exit codes (stable, documented in docs/cli.md):
+
+* 0 -- done;
+* 2 -- the input cannot be used (unreadable file, no series, ambiguous series, unsupported format);
+  one line on stderr says which file, what is wrong and what to do;
+* 3 -- the output cannot be written;
+* 4 -- ``analyze`` refused: no series in the input can be analysed (no DICOM image, a single slice,
+  no protocol fits, the image does not fit the protocol); the report written says why;
+* 5 -- ``analyze`` refused: the chosen series failed the quality check; the report written says why;
+* 1 -- an internal error (a bug): one line on stderr; set ``MEDIMG_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import InputError, MedimgError, OutputError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INPUT = 2
+EXIT_OUTPUT = 3
+EXIT_REFUSED = 4
+EXIT_REFUSED_QUALITY = 5
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr (only when stderr is a terminal and ``enabled``)."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_stderr_console(), transient=True) as prog:
+        task = prog.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _fmt_spacing(spacing: Sequence[float] | Any) -> str:
+    return " x ".join(f"{s:.4g}" for s in spacing)
+
+
+def _is_dicom_input(path: Path) -> bool:
+    from .io.dicom import is_dicom_path
+
+    return is_dicom_path(path)
+
+
+# ------------------------------------------------------------------------------------ info
+def series_listing(path: Path, show_progress: bool = False) -> dict[str, Any]:
+    """What ``medimg info --json`` prints: ``{"series": [...], "errors": [...], ...}``."""
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if not _is_dicom_input(path):
+        from .io import read
+
+        image = read(path)
+        return {
+            "path": str(path),
+            "series": [_image_entry(path, image)],
+            "errors": [],
+            "files_seen": 1,
+            "skipped_non_dicom": 0,
+        }
+    from .errors import NotDicomError
+    from .io.dicom import index, summarize
+
+    with progress_bar("Indexing headers", show_progress) as update:
+        idx = index(path, progress=update)
+    series = []
+    for entry in idx.series:
+        item: dict[str, Any] = {
+            "study_instance_uid": entry.study_instance_uid,
+            "series_instance_uid": entry.series_instance_uid,
+            "series_key": entry.key,
+            "series_number": entry.series_number,
+            "modality": entry.modality,
+            "description": entry.description,
+            "study_description": entry.instances[0].meta.get("study_description", ""),
+            "body_part_examined": entry.instances[0].meta.get("body_part_examined", ""),
+            "instances": len(entry.instances),
+            "transfer_syntaxes": entry.transfer_syntaxes,
+            "transfer_syntax_names": sorted({r.transfer_syntax_name for r in entry.instances}),
+        }
+        try:
+            summary = summarize(entry)
+            item.update(shape=list(summary.shape), spacing=[float(s) for s in summary.spacing],
+                        warnings=summary.warnings, loadable=True)
+        except InputError as exc:
+            item.update(shape=None, spacing=None, loadable=False,
+                        warnings=[{"code": "not_loadable", "message": str(exc)}])
+        series.append(item)
+    not_dicom = [e for e in idx.errors if isinstance(e, NotDicomError)]
+    errors = [e for e in idx.errors if not isinstance(e, NotDicomError)]
+    return {
+        "path": str(path),
+        "series": series,
+        "errors": [{"file": e.source, "message": str(e)} for e in errors],
+        "files_seen": idx.files_seen,
+        "skipped_non_dicom": len(not_dicom),
+    }
+
+
+def _image_entry(path: Path, image: Any) -> dict[str, Any]:
+    meta = image.meta
+    return {
+        "study_instance_uid": meta.get("study_instance_uid", ""),
+        "series_instance_uid": meta.get("series_instance_uid", ""),
+        "series_key": str(path),
+        "series_number": meta.get("series_number"),
+        "modality": image.modality,
+        "description": meta.get("series_description", meta.get("format", "")),
+        "instances": 1,
+        "transfer_syntaxes": [],
+        "transfer_syntax_names": [],
+        "format": meta.get("format", path.suffix.lstrip(".")),
+        "shape": list(image.shape),
+        "spacing": [float(s) for s in image.spacing],
+        "dtype": str(image.array.dtype),
+        "warnings": image.warnings,
+        "loadable": True,
+    }
+
+
+def _print_listing(listing: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    # A pipe gets a wide table (rich would use 80 columns), a terminal its own width.
+    console = Console(width=None if sys.stdout.isatty() else 220)
+    by_study: dict[str, list[dict[str, Any]]] = {}
+    for s in listing["series"]:
+        by_study.setdefault(s["study_instance_uid"], []).append(s)
+    if not listing["series"]:
+        console.print(f"No image series found in {listing['path']}.")
+    for study, items in by_study.items():
+        desc = items[0].get("study_description") or ""
+        table = Table(title=f"Study {study or '(none)'} {desc}".strip(), title_justify="left")
+        for col in ("#", "Series", "Modality", "Description", "Files", "Shape (z,y,x)",
+                    "Spacing mm (z,y,x)", "Transfer syntax", "Warnings"):
+            table.add_column(col, overflow="fold")
+        for s in items:
+            warns = ", ".join(w["code"] for w in s["warnings"]) or "-"
+            table.add_row(
+                "" if s["series_number"] is None else str(s["series_number"]),
+                s["series_key"],
+                s["modality"],
+                s.get("description") or "",
+                str(s["instances"]),
+                " x ".join(map(str, s["shape"])) if s["shape"] else "not loadable",
+                _fmt_spacing(s["spacing"]) if s["spacing"] else "-",
+                ", ".join(s["transfer_syntax_names"]) or s.get("format", ""),
+                warns,
+            )
+        console.print(table)
+        for s in items:
+            for w in s["warnings"]:
+                console.print(f"  [yellow]warning[/] {s['series_key']}: {w['code']}: {w['message']}",
+                              highlight=False, markup=True)
+    if listing["skipped_non_dicom"]:
+        console.print(f"{listing['skipped_non_dicom']} non-DICOM file(s) skipped.")
+    for e in listing["errors"]:
+        console.print(f"[red]unreadable[/] {e['message']}", highlight=False)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    listing = series_listing(Path(args.path), show_progress=not args.json and not args.quiet)
+    if args.json:
+        print(json.dumps(listing, indent=2))
+    else:
+        _print_listing(listing)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ convert
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .io import read, write
+
+    src = Path(args.input)
+    out = Path(args.output)
+    if not src.exists():
+        raise InputError(src, "no such file or folder")
+    with progress_bar("Reading", not args.quiet) as update:
+        kwargs: dict[str, Any] = {"series": args.series}
+        if update is not None:
+            kwargs["progress"] = update
+        image = read(src, **kwargs)
+    options: dict[str, Any] = {}
+    if args.slice is not None:
+        options["slice_index"] = args.slice
+    if args.window is not None:
+        options["window"] = args.window
+    if not out.parent.exists():
+        raise OutputError(f"{out}: the output folder {out.parent} does not exist; create it first")
+    try:
+        write(image, out, **options)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    for w in image.warnings:
+        print(f"warning: {w['code']}: {w['message']}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{out}: {image.modality} {' x '.join(map(str, image.shape))} "
+              f"spacing {_fmt_spacing(image.spacing)} mm")
+    return EXIT_OK
+
+
+def _window(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        msg = f"--window must be LOW,HIGH (e.g. -1000,400), got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if high <= low:
+        msg = f"--window HIGH must be above LOW, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return (low, high)
+
+
+# ------------------------------------------------------------------------------------ analyze
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .pipeline import analyze, refusal_kind
+    from .report.outputs import FILENAMES, write_report
+
+    src = Path(args.path)
+    out = Path(args.output)
+    report, image = analyze(src, protocol=args.protocol, priors=args.prior, series=args.series,
+                            context=args.context)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = write_report(report, image, out)
+        for fmt, name in FILENAMES.items():  # OUT holds one analysis: no SEG/SR left from an older one
+            if fmt not in written and (out / name).is_file():
+                (out / name).unlink()
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    if not args.quiet:
+        for fmt, path in written.items():
+            print(f"{fmt}: {path}")
+        if report.triage is not None:
+            print(f"{report.protocol}: {report.status}, {len(report.findings)} finding(s), "
+                  f"priority {report.triage.priority}: {report.triage.reason}")
+    kind = refusal_kind(report)
+    if kind is None:
+        return EXIT_OK
+    print(f"medimg: {src}: analysis refused: {report.refusal}; see {out / 'report.html'}",
+          file=sys.stderr)
+    return EXIT_REFUSED_QUALITY if kind == "quality" else EXIT_REFUSED
+
+
+def _protocol_name(text: str) -> str:
+    from .protocols import PROTOCOLS  # imported only when the option is used (it loads scipy)
+
+    if text not in PROTOCOLS:
+        msg = f"unknown protocol {text!r}; use one of {', '.join(sorted(PROTOCOLS))}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def _context_name(text: str) -> str:
+    from .pipeline import CONTEXTS
+
+    if text not in CONTEXTS:
+        msg = f"unknown context {text!r}; use one of {', '.join(CONTEXTS)}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+# ------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medimg",
+        description="Medical image analysis: read, check, convert and analyse imaging studies.",
+    )
+    parser.add_argument("--version", action="version", version=f"medimg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="list the studies and series in a folder or file")
+    p.add_argument("path", help="DICOM folder or file, or a NIfTI/NRRD/MHA/PNG/... file")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert a series or image to NIfTI, NRRD, MHA or PNG")
+    p.add_argument("input", help="DICOM folder or file, or any supported image file")
+    p.add_argument("output", help="output file; the format follows the extension "
+                                  "(.nii, .nii.gz, .nrrd, .mha, .mhd, .png)")
+    p.add_argument("--series", help="Series Instance UID (or key from `medimg info`) to convert "
+                                    "when the input holds several")
+    p.add_argument("--slice", type=int, help="PNG only: which slice (z index) of a volume to write")
+    p.add_argument("--window", type=_window, metavar="LOW,HIGH",
+                   help="PNG only: map this value range to 0-255 (e.g. --window=-1000,400 for lung; note the =)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("analyze", help="analyse a study (e.g. chest CT): findings, measurements, "
+                                       "recommendations and reports in OUT")
+    p.add_argument("path", help="DICOM study folder or file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="folder for report.json, report.html, report.pdf, sr.dcm, seg.dcm, fhir.json")
+    p.add_argument("--protocol", type=_protocol_name,
+                   help="use this protocol (chest_ct) instead of routing by the DICOM headers")
+    p.add_argument("--series", help="Series Instance UID (or key from `medimg info`) to analyse "
+                                    "instead of choosing one")
+    p.add_argument("--prior", action="append", metavar="PATH",
+                   help="an earlier study of the same patient to compare with (repeatable)")
+    p.add_argument("--context", type=_context_name,
+                   help="why the CT was done, which decides the guidelines that apply: incidental, "
+                        "screening, known-cancer or immunocompromised (default: incidental finding "
+                        "assumed, and said so in the report)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_analyze)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"medimg: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OutputError as exc:
+        print(f"medimg: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except MedimgError as exc:  # any other refusal of the request (a model's input contract, ...)
+        print(f"medimg: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("medimg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line, traceback on request
+        if os.environ.get("MEDIMG_DEBUG"):
+            raise
+        print(f"medimg: internal error ({type(exc).__name__}: {exc}); please report it "
+              f"(set MEDIMG_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
