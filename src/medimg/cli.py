@@ -290,6 +290,47 @@ def _context_name(text: str) -> str:
     return text
 
 
+# ------------------------------------------------------------------------------------ train / evaluate
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import load_config
+    from .train.loop import train
+
+    cfg = load_config(args.config)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.seeds:
+        cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out or Path("runs") / cfg["name"])
+    command = " ".join(["medimg", "train", *sys.argv[2:]]) if sys.argv[1:2] == ["train"] else ""
+    result = train(cfg, out, resume=not args.restart, progress=not args.quiet, epochs=args.epochs,
+                   command=command)
+    if not args.quiet:
+        v = result["val_metrics"]
+        keys = [k for k in ("auc", "accuracy", "sensitivity", "specificity", "f1", "dice") if k in v]
+        print(f"model: {result['model']} ({result['seconds']:.0f} s)")
+        print("validation: " + ", ".join(f"{k} {v[k]:.4f}" for k in keys)
+              + f" at threshold {result['threshold']:.4f}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .train.evaluate import evaluate
+
+    result = evaluate(args.model, args.data, args.split, n_boot=args.boot, out=args.out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    print(f"{result['model']} on {result['data']} ({result['split']}, n={result['n']}):")
+    for k, v in result.items():
+        if isinstance(v, float) and f"{k}_ci" in result:
+            lo, hi = result[f"{k}_ci"]
+            print(f"  {k:<12} {v:.4f}  (95% CI {lo:.4f}-{hi:.4f})")
+    print(f"  threshold    {result['threshold']:.4f}")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -334,6 +375,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "assumed, and said so in the report)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("train", help="train a model from a TOML config (classification or segmentation)")
+    p.add_argument("config", help="training config (.toml); see docs/training.md")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/NAME); resumes from its checkpoints")
+    p.add_argument("--seeds", help="train only these members, e.g. 0,1 (others can run in parallel)")
+    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics with 95%% CIs of a model on a dataset")
+    p.add_argument("model", help="shipped model name (e.g. cxr-pneumonia) or a model.pt file")
+    p.add_argument("data", help="NPZ file, folder (class subfolders, or images/ + masks/) or CSV")
+    p.add_argument("--split", help="split to evaluate (default: test, or all of a plain folder)")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--out", metavar="DIR", help="also write ROC/calibration plots or probability maps")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

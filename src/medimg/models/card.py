@@ -1,0 +1,159 @@
+"""Model cards: ship a trained model (copy its weights into the package) and write docs/models/NAME.md.
+
+The test-split figures in a card are measured once, here, by :func:`medimg.train.evaluate.evaluate`
+on the shipped weights file; ``tests/models/test_registry.py`` measures them again and compares.
+
+    python -m medimg.models.card runs/cxr-pneumonia/model.pt cxr-pneumonia xray/pneumoniamnist.npz \\
+        --intended "..." --limits "..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .registry import load, weights_dir
+
+__all__ = ["card_metrics", "read_card_spec", "ship"]
+
+CLASS_KEYS = ("auc", "accuracy", "sensitivity", "specificity", "f1", "ppv", "npv", "brier")
+SEG_KEYS = ("f1", "auc", "accuracy", "sensitivity", "specificity", "dice", "hd95")
+_SPEC = re.compile(r"<!-- medimg-evaluate: (\{.*?\}) -->")
+_ROW = re.compile(r"^\|\s*([a-z0-9_]+)\s*\|\s*([-0-9.]+)\s*\|")
+
+
+def docs_dir() -> Path:
+    return Path(__file__).resolve().parents[3] / "docs" / "models"
+
+
+def read_card_spec(text: str) -> dict[str, Any]:
+    """The machine-readable line of a card: which data and split its test figures are on."""
+    m = _SPEC.search(text)
+    if not m:
+        msg = "model card has no '<!-- medimg-evaluate: {...} -->' line"
+        raise ValueError(msg)
+    return dict(json.loads(m.group(1)))
+
+
+def card_metrics(text: str) -> dict[str, float]:
+    """The figures of the card's "Test metrics" table."""
+    section = text.split("## Test metrics", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        m = _ROW.match(line.strip())
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def _table(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
+    rows = ["| metric | value | 95% CI (bootstrap, 1000) |", "|---|---|---|"]
+    for k in keys:
+        if k in metrics and metrics[k] is not None:
+            lo, hi = metrics.get(f"{k}_ci", [float("nan")] * 2)
+            rows.append(f"| {k} | {metrics[k]:.4f} | {lo:.4f} - {hi:.4f} |")
+    return "\n".join(rows)
+
+
+def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, limits: str,
+         bars: str = "", notes: str = "", data_label: str | None = None) -> Path:
+    """Copy ``model_file`` to the package as ``name``, evaluate it on ``data``/``split``, write its card."""
+    from ..train.config import resolve_data_path
+    from ..train.evaluate import evaluate
+
+    dest = weights_dir() / f"{name}.pt"
+    if Path(model_file).resolve() != dest.resolve():
+        shutil.copyfile(model_file, dest)
+    model = load(name)
+    res = evaluate(name, resolve_data_path(data), split)
+    info = model.info
+    keys = CLASS_KEYS if model.contract.task == "classification" else SEG_KEYS
+    c = model.contract
+    op = info.get("operating_point", {})
+    val = info.get("val_metrics", {})
+    size_kib = dest.stat().st_size / 1024
+    spec = json.dumps({"data": data, "split": split})
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"<!-- medimg-evaluate: {spec} -->",
+        "",
+        "**Not for diagnosis.** A research model for decision support under review by a qualified reader.",
+        "",
+        "## Intended use",
+        intended,
+        "",
+        "## Input contract (checked at load and at every inference)",
+        f"- task: {c.task}; modalities: {', '.join(c.modalities)}; channels: {c.channels}",
+        f"- size: {'x'.join(map(str, c.size)) + ' (every image is resized to this)' if c.size else 'any (sliding window ' + 'x'.join(map(str, info.get('roi_size', []))) + ')'}",
+        f"- intensities: {c.normalise} (uint8 / 255, other types by their 0.5/99.5 percentiles"
+        + ("; then per-image z-score)" if c.normalise == "zscore" else ")"),
+        *( [f"- classes: {', '.join(c.classes)}; positive class: {c.classes[c.positive_class]}"]
+           if c.classes else []),
+        "",
+        "## Limits",
+        limits,
+        "",
+        "## Data and split",
+        f"- data: `{data_label or data}`; trained on split `{info.get('config', {}).get('data', {}).get('train_split', 'train')}` "
+        f"({info.get('n_train')} samples), calibrated and operating point chosen on "
+        f"`{info.get('config', {}).get('data', {}).get('val_split', 'val')}` ({info.get('n_val')} samples); "
+        f"reported on `{split}` ({res['n']} samples), never used for any choice.",
+        "",
+        "## Model",
+        f"- architecture: `{model.arch}` {json.dumps(model.arch_kwargs)} (MONAI blocks), "
+        f"{len(model.members)} member(s) (seeds {info.get('seeds')})"
+        + (", probabilities averaged" if len(model.members) > 1 else ""),
+        f"- temperature (fitted on validation): {model.temperature:.4f}",
+        f"- operating point: threshold {model.threshold:.4f} ({op.get('rule', '')}, chosen on the "
+        f"{op.get('chosen_on', 'validation split')})",
+        f"- weights file: `medimg/models/weights/{name}.pt`, {size_kib:.0f} KiB (float16)",
+        "",
+        "## Training",
+        f"- command: `{info.get('command') or 'see configs/' + name + '.toml'}`",
+        f"- time: {info.get('training_seconds', 0) / 60:.1f} min wall-clock on a shared 2-core CPU, "
+        f"{info.get('threads')} torch thread(s) per process (members may have run in parallel processes)",
+        f"- transfer: {json.dumps(info.get('transfer')) if info.get('transfer') else 'none (trained from scratch)'}",
+        "",
+        "## Validation metrics (used for model selection)",
+        _table(val, keys),
+        "",
+        "## Test metrics",
+        f"Measured by `medimg evaluate {name} {data}{' --split ' + split if split else ''} --json` on the shipped weights.",
+        "",
+        _table(res, keys),
+        "",
+    ]
+    if bars:
+        lines += ["## Against the bars", bars, ""]
+    if notes:
+        lines += ["## Notes", notes, ""]
+    out = docs_dir() / f"{name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    (out.parent / f"{name}.json").write_text(json.dumps(res, indent=2))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m medimg.models.card")
+    ap.add_argument("model_file")
+    ap.add_argument("name")
+    ap.add_argument("data")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--intended", required=True)
+    ap.add_argument("--limits", required=True)
+    ap.add_argument("--bars", default="")
+    ap.add_argument("--notes", default="")
+    a = ap.parse_args(argv)
+    print(ship(Path(a.model_file), a.name, a.data, a.split, intended=a.intended, limits=a.limits,
+               bars=a.bars, notes=a.notes))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

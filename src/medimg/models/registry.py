@@ -1,0 +1,216 @@
+"""Model files, the registry of shipped models, and inference with the input contract enforced.
+
+A model file (``.pt``, written by ``medimg train``) holds plain tensors and JSON-able metadata and
+is read with ``torch.load(weights_only=True)``: loading never runs code.  It holds one or more
+ensemble members (float16 weights), the architecture, the input contract, the temperature fitted on
+validation data and the operating point chosen there.
+
+Shipped models live in ``medimg/models/weights/NAME.pt``; their model cards in ``docs/models/NAME.md``.
+``load(NAME)`` works offline; ``load(PATH)`` loads any model file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .contract import Contract, ContractError, prepare
+
+__all__ = ["FORMAT", "Model", "ModelError", "available", "load", "save_model", "weights_dir"]
+
+FORMAT = "medimg-model/1"
+
+
+class ModelError(InputError):
+    """A model that cannot be loaded: unknown name, missing, corrupted or incompatible file."""
+
+    def __init__(self, message: str, *_: Any) -> None:
+        super().__init__(None, message)
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # type: ignore[override]
+        return (type(self), (self.problem,))
+
+
+def weights_dir() -> Path:
+    return Path(__file__).resolve().parent / "weights"
+
+
+def available() -> list[str]:
+    """Names of the shipped models."""
+    return sorted(p.stem for p in weights_dir().glob("*.pt"))
+
+
+@dataclass
+class Model:
+    """A loaded model: ensemble members, contract, calibration and operating point."""
+
+    name: str
+    arch: str
+    arch_kwargs: dict[str, Any]
+    contract: Contract
+    members: list[Any]
+    temperature: float = 1.0
+    threshold: float = 0.5
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    # ---------------------------------------------------------------- raw tensors
+    def logits(self, x: Any) -> Any:
+        """``(k, n, classes)`` logits of every member for a prepared ``(n, c, y, x)`` tensor."""
+        import torch
+
+        with torch.inference_mode():
+            return torch.stack([m(x) for m in self.members])
+
+    def predict_proba(self, x: Any, batch_size: int = 512) -> np.ndarray:
+        """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs."""
+        import torch
+
+        from ..train.metrics import softmax
+
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        self._check_batch(x)
+        z = np.concatenate([self.logits(x[i:i + batch_size]).numpy()
+                            for i in range(0, len(x), batch_size)], axis=1)
+        return softmax(z, self.temperature).mean(axis=0)
+
+    def positive_proba(self, x: Any) -> np.ndarray:
+        return self.predict_proba(x)[:, self.contract.positive_class]
+
+    def segment_proba(self, x: np.ndarray) -> np.ndarray:
+        """Ensemble foreground probability ``(y, x)`` of one prepared ``(c, y, x)`` image, by
+        sliding-window inference (MONAI) with the model's window size."""
+        import torch
+        from monai.inferers import sliding_window_inference
+
+        t = torch.as_tensor(np.asarray(x, dtype=np.float32))[None]
+        self._check_batch(t)
+        roi = tuple(self.info.get("roi_size", (96, 96)))
+        out = np.zeros(t.shape[-2:], dtype=np.float64)
+        with torch.inference_mode():
+            for m in self.members:
+                z = sliding_window_inference(t, roi, 8, m, overlap=0.25, mode="gaussian")
+                out += torch.sigmoid(z[0, 0] / self.temperature).numpy()
+        return (out / len(self.members)).astype(np.float32)
+
+    def _check_batch(self, x: Any) -> None:
+        want = self.contract.in_channels
+        if x.ndim != 4 or x.shape[1] != want:
+            msg = (f"model {self.name!r}: input of shape {tuple(x.shape)}; expected (n, {want}, y, x) "
+                   f"({self.contract.channels})")
+            raise ContractError(msg)
+        if self.contract.size is not None and tuple(x.shape[-2:]) != tuple(self.contract.size):
+            msg = (f"model {self.name!r}: input is {tuple(x.shape[-2:])} pixels; the model takes "
+                   f"{tuple(self.contract.size)}; prepare it with medimg.models.contract.prepare")
+            raise ContractError(msg)
+
+    # ---------------------------------------------------------------- images
+    def prepare_image(self, image: Any, source: str = "image") -> np.ndarray:
+        """An Image checked against the contract and prepared as network input ``(c, y, x)``."""
+        return prepare(self.contract.check_image(image, source), self.contract)
+
+    @property
+    def card_path(self) -> str:
+        return f"docs/models/{self.name}.md"
+
+
+def _build_member(arch: str, kw: dict[str, Any], contract: Contract, n_out: int,
+                  state: dict[str, Any], source: str) -> Any:
+    import torch
+
+    from .nets import build
+
+    net = build(arch, contract.in_channels, n_out, **kw)
+    try:
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"{source}: weights do not fit architecture {arch!r} ({first}); "
+                         "the file is from another model or version") from None
+    net.eval()
+    return net
+
+
+def load(name_or_path: str | os.PathLike[str]) -> Model:
+    """Load a shipped model by name (see :func:`available`) or a model file by path, offline.
+
+    Raises
+    ------
+    ModelError
+        Unknown name, missing file, a file that is not a medimg model or is corrupted, or a contract
+        that does not validate.
+    """
+    import torch
+
+    s = str(name_or_path)
+    p = Path(s)
+    if not (p.suffix == ".pt" or os.sep in s or p.exists()):
+        p = weights_dir() / f"{s}.pt"
+        if not p.is_file():
+            names = ", ".join(available()) or "none"
+            raise ModelError(f"{s}: no such shipped model (shipped: {names}); "
+                             "pass a model name or the path of a model file")
+    if not p.is_file():
+        raise ModelError(f"{p}: no such model file; train one with `medimg train CONFIG`")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged zips and pickles
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ModelError(f"{p}: not a readable model file ({first}); the file is corrupted or "
+                         "truncated: restore it (reinstall medimg or retrain)") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{p}: not a medimg model file (format {FORMAT!r} expected); "
+                         "pass a file written by `medimg train`")
+    try:
+        contract = Contract.from_dict(payload["contract"])
+        members = payload["members"]
+        arch, kw = payload["arch"], dict(payload.get("arch_kwargs", {}))
+        n_out = int(payload["n_out"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{p}: model file lacks or has a bad entry ({exc}); retrain it") from None
+    if not members:
+        raise ModelError(f"{p}: model file has no weights; retrain it")
+    nets = [_build_member(arch, kw, contract, n_out, st, str(p)) for st in members]
+    return Model(name=str(payload.get("name", p.stem)), arch=arch, arch_kwargs=kw, contract=contract,
+                 members=nets, temperature=float(payload.get("temperature", 1.0)),
+                 threshold=float(payload.get("threshold", 0.5)),
+                 info=dict(payload.get("info", {})), path=p)
+
+
+def save_model(path: str | os.PathLike[str], *, name: str, arch: str, arch_kwargs: dict[str, Any],
+               contract: Contract, n_out: int, states: list[dict[str, Any]], temperature: float,
+               threshold: float, info: dict[str, Any]) -> Path:
+    """Write a model file (float16 weights, metadata as plain types)."""
+    import torch
+
+    members = [{k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).clone()
+                for k, v in st.items()} for st in states]
+    payload = {"format": FORMAT, "name": name, "arch": arch, "arch_kwargs": arch_kwargs,
+               "contract": contract.to_dict(), "n_out": int(n_out), "members": members,
+               "temperature": float(temperature), "threshold": float(threshold), "info": info}
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, p)
+    return p
+
+
+def model_from_states(name: str, arch: str, arch_kwargs: dict[str, Any], contract: Contract,
+                      n_out: int, states: list[dict[str, Any]], temperature: float = 1.0,
+                      threshold: float = 0.5, info: dict[str, Any] | None = None) -> Model:
+    """A Model from in-memory weights (as they will be after a float16 round trip)."""
+    import torch
+
+    rounded = [{k: (v.detach().to(torch.float16) if v.is_floating_point() else v) for k, v in st.items()}
+               for st in states]
+    nets = [_build_member(arch, arch_kwargs, contract, n_out, st, name) for st in rounded]
+    return Model(name=name, arch=arch, arch_kwargs=arch_kwargs, contract=contract, members=nets,
+                 temperature=temperature, threshold=threshold, info=dict(info or {}))
+
+

@@ -1,0 +1,343 @@
+"""Training loops: one member per seed, checkpoints that resume exactly, an ensemble at the end.
+
+Reproducibility: every epoch draws its shuffling, augmentation and dropout from generators seeded by
+``(seed, epoch)``, so a run resumed from its checkpoint after epoch ``e`` continues exactly as an
+uninterrupted run would (same weights, bit for bit, on the same machine and thread count).
+
+Output folder (``OUT``):
+
+* ``member-SEED/checkpoint.pt`` (last epoch: weights, optimiser, scheduler, history, best weights),
+  ``member-SEED/log.csv``, ``member-SEED/augment/epoch-NNN.npz`` (every augmentation parameter drawn);
+* ``model.pt``: the ensemble (float16 weights, contract, temperature, operating point);
+* ``val_metrics.json``, ``training.json`` (config, times, command) and PNG plots: ``curves.png``,
+  ``roc_val.png``, ``calibration_val.png`` (classification).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..models.contract import Contract
+from . import augment as aug
+from .data import ClassData, SegData, load_split
+from .metrics import (
+    auc,
+    choose_threshold,
+    classification_metrics,
+    fit_temperature,
+    segmentation_metrics,
+    softmax,
+)
+
+__all__ = ["contract_from_config", "fit_member", "train"]
+
+
+def contract_from_config(cfg: dict[str, Any]) -> Contract:
+    d = cfg["data"]
+    size = tuple(d["size"]) if d.get("size") else None
+    if cfg["task"] == "classification" and size is None:
+        raise InputError(cfg.get("source"), "a classification config needs data.size",
+                         "add size = [28, 28] (the input the network takes)")
+    mods = d.get("modalities") or [d.get("modality", "OT")]
+    return Contract(task=cfg["task"], modalities=tuple(mods), channels=d.get("channels", "grey"),
+                    size=size, normalise=d.get("normalise", "unit"),
+                    classes=tuple(d.get("classes") or ()), positive_class=int(d.get("positive_class", 1)),
+                    notes=str(d.get("notes", "")))
+
+
+def _seed_all(seed: int, epoch: int) -> np.random.Generator:
+    import torch
+
+    torch.manual_seed(seed * 100_003 + epoch)
+    return np.random.default_rng([seed, epoch])
+
+
+def _n_out(cfg: dict[str, Any], data: ClassData | SegData) -> int:
+    if cfg["task"] == "segmentation":
+        return 1
+    return max(len(data.classes), 2) if isinstance(data, ClassData) else 2
+
+
+def _init_from(net: Any, source: str) -> dict[str, Any]:
+    """Copy every weight of matching name and shape from a model file or shipped model (transfer)."""
+    import torch
+
+    from ..models.registry import load
+
+    src = load(source)
+    state = src.members[0].state_dict()
+    own = net.state_dict()
+    copied = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    own.update({k: state[k].to(own[k].dtype) for k in copied})
+    net.load_state_dict(own)
+    del torch
+    return {"init_from": str(source), "copied_tensors": len(copied), "total_tensors": len(own)}
+
+
+def _class_batches(data: ClassData, bs: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(len(data))
+    return [order[i:i + bs] for i in range(0, len(order), bs) if len(order[i:i + bs]) > 1]
+
+
+def _seg_batch(data: SegData, bs: int, patch: tuple[int, int], rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
+    xs, ms = [], []
+    for _ in range(bs):
+        i = int(rng.integers(len(data)))
+        img, m, fov = data.images[i], data.masks[i], data.fovs[i]
+        h, w = m.shape
+        ph, pw = min(patch[0], h), min(patch[1], w)
+        for _try in range(10):  # centre the patch inside the field of view
+            y0 = int(rng.integers(0, h - ph + 1))
+            x0 = int(rng.integers(0, w - pw + 1))
+            if fov[y0 + ph // 2, x0 + pw // 2]:
+                break
+        xs.append(img[:, y0:y0 + ph, x0:x0 + pw])
+        ms.append(m[None, y0:y0 + ph, x0:x0 + pw])
+    return np.stack(xs), np.stack(ms).astype(np.float32)
+
+
+def _seg_probs(net: Any, data: SegData, roi: tuple[int, int]) -> list[np.ndarray]:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for img in data.images:
+            z = sliding_window_inference(torch.from_numpy(img)[None], roi, 8, net, overlap=0.25,
+                                         mode="gaussian")
+            out.append(torch.sigmoid(z[0, 0]).numpy())
+    return out
+
+
+def _class_logits(net: Any, x: np.ndarray, bs: int = 512) -> np.ndarray:
+    import torch
+
+    net.eval()
+    with torch.inference_mode():
+        return np.concatenate([net(torch.from_numpy(x[i:i + bs])).numpy()
+                               for i in range(0, len(x), bs)])
+
+
+class _Bar:
+    """A rich progress bar on a terminal, nothing otherwise (the log file has the figures)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.p: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.p = Progress(transient=True)
+            self.p.start()
+            self.task = self.p.add_task(label, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.p is not None:
+            self.p.advance(self.task, n)
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+
+
+def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | SegData,
+               val_data: ClassData | SegData, run_dir: Path, seed: int, *, resume: bool = True,
+               progress: bool = True, epochs: int | None = None) -> dict[str, Any]:
+    """Train one network; returns its best weights (by the validation figure) and its history."""
+    import torch
+
+    from ..models.nets import build
+
+    t = cfg["train"]
+    seg = cfg["task"] == "segmentation"
+    epochs = int(epochs if epochs is not None else t["epochs"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "augment").mkdir(exist_ok=True)
+    torch.manual_seed(seed)
+    model_kw = {k: v for k, v in cfg["model"].items() if k != "arch"}
+    net = build(cfg["model"]["arch"], contract.in_channels, _n_out(cfg, train_data), **model_kw)
+    transfer = _init_from(net, t["init_from"]) if t.get("init_from") else None
+    bs = int(t["batch_size"])
+    steps = int(t["steps_per_epoch"]) if seg else len(_class_batches(train_data, bs, np.random.default_rng(0)))  # type: ignore[arg-type]
+    opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(t["lr"]), total_steps=epochs * steps,
+                                                pct_start=0.15)
+    ckpt = run_dir / "checkpoint.pt"
+    start, history, best, best_state = 0, [], -np.inf, None
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, history = int(state["epoch"]) + 1, json.loads(state["history"])
+        best, best_state = float(state["best"]), state["best_model"]
+    if seg:
+        from monai.losses import DiceLoss
+
+        dice_loss = DiceLoss(sigmoid=True)
+        bce = torch.nn.BCEWithLogitsLoss()
+    else:
+        ce = torch.nn.CrossEntropyLoss(label_smoothing=float(t["label_smoothing"]))
+    patch = tuple(int(v) for v in t["patch_size"])
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        rng = _seed_all(seed, epoch)
+        net.train()
+        losses, drawn = [], []
+        bar = _Bar(progress, steps, f"seed {seed} epoch {epoch + 1}/{epochs}")
+        batches = None if seg else _class_batches(train_data, bs, rng)  # type: ignore[arg-type]
+        for step in range(steps):
+            if seg:
+                xb_np, mb_np = _seg_batch(train_data, bs, patch, rng)  # type: ignore[arg-type]
+                xb, mb = torch.from_numpy(xb_np), torch.from_numpy(mb_np)
+            else:
+                idx = batches[step]  # type: ignore[index]
+                xb = torch.from_numpy(train_data.x[idx])  # type: ignore[union-attr]
+                yb = torch.from_numpy(train_data.y[idx])  # type: ignore[union-attr]
+                mb = None
+            p = aug.make_params(cfg["augment"], len(xb), rng)
+            drawn.append(p)
+            xb, mb = aug.apply(xb, p, mb)
+            out = net(xb)
+            if seg:
+                loss = dice_loss(out, mb) + bce(out, mb)
+            else:
+                loss = ce(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.item()))
+            bar.advance()
+        bar.close()
+        np.savez_compressed(run_dir / "augment" / f"epoch-{epoch:03d}.npz",
+                            **{k: np.concatenate([d[k] for d in drawn]) for k in aug.PARAM_NAMES})
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                               "lr": float(sched.get_last_lr()[0])}
+        if (epoch + 1) % int(t.get("val_every", 1)) == 0 or epoch + 1 == epochs:
+            if seg:
+                probs = _seg_probs(net, val_data, patch)  # type: ignore[arg-type]
+                m = segmentation_metrics(probs, val_data.masks, val_data.fovs, n_boot=0,  # type: ignore[union-attr]
+                                         hd95=False)
+                row.update(val_f1=m["f1"], val_auc=m["auc"])
+                score = m["f1"] if t["select"] in ("f1", "dice") else m["auc"]
+            else:
+                z = _class_logits(net, val_data.x)  # type: ignore[union-attr]
+                pr = softmax(z)
+                yv = val_data.y  # type: ignore[union-attr]
+                row["val_loss"] = float(-np.mean(np.log(np.clip(pr[np.arange(len(yv)), yv], 1e-12, 1))))
+                pos = contract.positive_class
+                row["val_auc"] = auc(yv == pos, pr[:, pos]) if pr.shape[1] == 2 else float(
+                    np.mean(pr.argmax(1) == yv))
+                row["val_accuracy"] = float(np.mean(pr.argmax(1) == yv))
+                score = -row["val_loss"] if t["select"] == "loss" else row["val_auc"]
+            if score > best:
+                best = float(score)
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                row["best"] = 1
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        history.append(row)
+        _append_log(run_dir / "log.csv", row)
+        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "epoch": epoch, "history": json.dumps(history),
+                    "best": best, "best_model": best_state}, ckpt)
+    return {"seed": seed, "best_state": best_state, "last_state": net.state_dict(),
+            "history": history, "best": best, "transfer": transfer}
+
+
+_LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_auc", "val_accuracy", "val_f1", "lr", "best",
+               "seconds"]
+
+
+def _append_log(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=_LOG_FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress: bool = True,
+          epochs: int | None = None, command: str = "") -> dict[str, Any]:
+    """Train every member of ``cfg`` into ``out``; calibrate and choose the operating point on the
+    validation split; write ``out/model.pt`` and the log and plots.  Returns the summary."""
+    import torch
+
+    from ..models.registry import model_from_states, save_model
+    from . import plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    contract = contract_from_config(cfg)
+    d = cfg["data"]
+    train_data = load_split(d, cfg["task"], d["train_split"], contract)
+    val_data = load_split(d, cfg["task"], d["val_split"], contract)
+    if isinstance(train_data, ClassData) and not cfg["data"].get("classes"):
+        contract = Contract(**{**contract.__dict__, "classes": tuple(train_data.classes)})
+    n_out = _n_out(cfg, train_data)
+    members = [fit_member(cfg, contract, train_data, val_data, out / f"member-{s}", int(s),
+                          resume=resume, progress=progress, epochs=epochs) for s in cfg["seeds"]]
+    states = [m["best_state"] or m["last_state"] for m in members]
+    arch_kw = {k: v for k, v in cfg["model"].items() if k != "arch"}
+    cal = cfg["calibrate"]
+    info: dict[str, Any] = {"config": {k: v for k, v in cfg.items() if k != "source"},
+                            "seeds": list(cfg["seeds"]), "n_train": len(train_data),
+                            "n_val": len(val_data), "command": command,
+                            "transfer": members[0]["transfer"]}
+    model = model_from_states(cfg["name"], cfg["model"]["arch"], arch_kw, contract, n_out, states)
+    if cfg["task"] == "classification":
+        assert isinstance(val_data, ClassData)
+        z = np.stack([_class_logits(net, val_data.x) for net in model.members])
+        temp = fit_temperature(z, val_data.y) if cal.get("temperature", True) else 1.0
+        pv = softmax(z, temp).mean(axis=0)[:, contract.positive_class]
+        yv = (val_data.y == contract.positive_class).astype(int)
+        thr = choose_threshold(yv, pv, cal["operating_point"], float(cal["target_sensitivity"]),
+                               float(cal["threshold"]))
+        val_metrics = classification_metrics(yv, pv, thr)
+        info.update(operating_point={"rule": cal["operating_point"], "threshold": thr,
+                                     "chosen_on": "validation split",
+                                     "target_sensitivity": cal.get("target_sensitivity")})
+        plots.roc(yv, pv, out / "roc_val.png", f"{cfg['name']} ROC (validation)", thr)
+        plots.calibration(yv, pv, out / "calibration_val.png", f"{cfg['name']} calibration (validation)")
+    else:
+        assert isinstance(val_data, SegData)
+        roi = tuple(int(v) for v in cfg["train"].get("roi_size", cfg["train"]["patch_size"]))
+        info["roi_size"] = list(roi)
+        model.info["roi_size"] = list(roi)
+        temp = 1.0
+        probs = [model.segment_proba(img) for img in val_data.images]
+        if cal["operating_point"] == "fixed":
+            thr = float(cal["threshold"])
+        else:  # the threshold maximising pooled F1 on validation images
+            cands = np.linspace(0.2, 0.8, 25)
+            f1s = [segmentation_metrics(probs, val_data.masks, val_data.fovs, float(c), n_boot=0,
+                                        hd95=False)["f1"] for c in cands]
+            thr = float(cands[int(np.argmax(f1s))])
+        val_metrics = segmentation_metrics(probs, val_data.masks, val_data.fovs, thr, n_boot=200,
+                                           hd95=False)
+        info.update(operating_point={"rule": "max F1 on validation" if cal["operating_point"] != "fixed"
+                                     else "fixed", "threshold": thr, "chosen_on": "validation images"})
+    seconds = time.perf_counter() - t_start
+    info["training_seconds"] = round(seconds, 1)
+    info["threads"] = torch.get_num_threads()
+    info["val_metrics"] = val_metrics
+    info["member_best_val"] = [m["best"] for m in members]
+    save_model(out / "model.pt", name=cfg["name"], arch=cfg["model"]["arch"], arch_kwargs=arch_kw,
+               contract=contract, n_out=n_out, states=states, temperature=temp, threshold=thr,
+               info=info)
+    plots.curves([m["history"] for m in members], out / "curves.png", cfg["name"])
+    (out / "val_metrics.json").write_text(json.dumps(val_metrics, indent=2))
+    (out / "training.json").write_text(json.dumps(info, indent=2, default=str))
+    return {"model": str(out / "model.pt"), "val_metrics": val_metrics, "seconds": seconds,
+            "temperature": temp, "threshold": thr}
