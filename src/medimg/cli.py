@@ -9,6 +9,7 @@ Exit codes (stable, documented in docs/cli.md):
 * 4 -- ``analyze`` refused: no series in the input can be analysed (no DICOM image, a single slice,
   no protocol fits, the image does not fit the protocol); the report written says why;
 * 5 -- ``analyze`` refused: the chosen series failed the quality check; the report written says why;
+  ``qa``: the image failed the quality check (verdict ``fail``); the report printed says why;
 * 1 -- an internal error (a bug): one line on stderr; set ``MEDIMG_DEBUG=1`` for the traceback.
 """
 
@@ -272,6 +273,31 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_REFUSED_QUALITY if kind == "quality" else EXIT_REFUSED
 
 
+# ------------------------------------------------------------------------------------ qa
+def cmd_qa(args: argparse.Namespace) -> int:
+    from .quality import assess
+
+    src = Path(args.path)
+    if not src.exists():
+        raise InputError(src, "no such file or folder")
+    report = assess(src, protocol=args.protocol)
+    print(report.to_json() if args.json else report)
+    readable = report.get("readable")
+    if readable is not None and readable.status == "fail":
+        print(f"medimg: {src}: {readable.reason}", file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_REFUSED_QUALITY if report.verdict == "fail" else EXIT_OK
+
+
+def _qa_protocol_name(text: str) -> str:
+    from .quality import PROTOCOLS as QA_PROTOCOLS
+
+    if text not in QA_PROTOCOLS:
+        msg = f"unknown protocol {text!r}; use one of {', '.join(sorted(QA_PROTOCOLS))}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
 def _protocol_name(text: str) -> str:
     from .protocols import PROTOCOLS  # imported only when the option is used (it loads scipy)
 
@@ -357,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PNG only: map this value range to 0-255 (e.g. --window=-1000,400 for lung; note the =)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("qa", help="check image quality: pass, warn or fail with one line per check")
+    p.add_argument("path", help="DICOM folder or file, or a NIfTI/NRRD/MHA/PNG/JPEG/... file")
+    p.add_argument("--protocol", type=_qa_protocol_name,
+                   help="also check what this protocol needs (chest_ct, abdomen_ct, head_ct, "
+                        "brain_mri, chest_xray, retina, roi)")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=cmd_qa)
 
     p = sub.add_parser("analyze", help="analyse a study (e.g. chest CT): findings, measurements, "
                                        "recommendations and reports in OUT")

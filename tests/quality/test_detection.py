@@ -57,12 +57,19 @@ def test_reject_levels_are_flagged(deg, quick: list, data_dir: Path) -> None:
     assert measured >= 1, f"no quick image takes {deg.name} ({deg.level})"
 
 
+#: Reject-level rows below the 95 % goal, with the rate docs/quality.md states for them.
+BELOW_GOAL = {("motion", "10 deg / 10 mm, 3 moves"): 0.85}
+
+
 @pytest.mark.slow
 def test_full_calibration_meets_the_documented_rates(data_dir: Path) -> None:
     summary = summarise(run(data_dir))
     clean = summary["clean"]
     assert clean["n"] >= 80
-    assert clean["flagged"] / clean["n"] <= 0.05
+    assert clean["flagged"] / clean["n"] <= 0.05  # false alarms
+    reject = summary["reject_detection"]
+    assert reject["flagged"] / reject["n"] >= 0.95
     for row in summary["rows"]:
         if row["reject"]:
-            assert row["flagged"] / row["n"] >= 0.95, row
+            goal = BELOW_GOAL.get((row["degradation"], row["level"]), 0.95)
+            assert row["flagged"] / row["n"] >= goal, row

@@ -32,7 +32,8 @@ def is_label_map(image: Image) -> bool:
     """Whether ``image`` holds labels (a segmentation) rather than intensities.
 
     ``image.meta["is_label"]`` decides when set.  Otherwise boolean arrays, modality ``SEG`` and
-    integer arrays with at most :data:`LABEL_MAX_VALUES` distinct values including 0 count as labels.
+    integer arrays with 2 to :data:`LABEL_MAX_VALUES` distinct values including 0 count as labels
+    (a single value is a blank image, not a label map).
     """
     flag = image.meta.get("is_label")
     if flag is not None:
@@ -47,7 +48,7 @@ def is_label_map(image: Image) -> bool:
     if lo < 0 or hi > 10_000:
         return False
     values = np.unique(sample)
-    return len(values) <= LABEL_MAX_VALUES and values[0] == 0
+    return 2 <= len(values) <= LABEL_MAX_VALUES and values[0] == 0
 
 
 def require_usable(image: Image, step: str) -> None:

@@ -77,8 +77,8 @@ def denoise(image: Image, method: str = "curvature_flow", **params: Any) -> Imag
         default 0.8 x noise level, ``patch_size``, ``patch_distance`` in voxels).
     """
     step = "denoise"
-    require_intensity(image, step)
     require_usable(image, step)
+    require_intensity(image, step)
     if method not in DENOISERS:
         msg = f"{step}: unknown method {method!r}; use one of {', '.join(DENOISERS)}"
         raise StepError(msg)
@@ -112,8 +112,8 @@ def clahe(image: Image, kernel_mm: float | None = None, clip_limit: float = 0.01
     from skimage.exposure import equalize_adapthist
 
     step = "clahe"
-    require_intensity(image, step)
     require_usable(image, step)
+    require_intensity(image, step)
     if not 0 < clip_limit <= 1:
         msg = f"{step}: clip_limit must be in (0, 1], got {clip_limit}"
         raise StepError(msg)

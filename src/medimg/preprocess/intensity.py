@@ -105,6 +105,7 @@ def window(image: Image, preset: str | tuple[float, float] | None = None, *,
     """
     step = "window"
     require_scalar(image, step)
+    require_usable(image, step)
     require_intensity(image, step)
     name = None
     if isinstance(preset, str):
@@ -189,8 +190,8 @@ def zscore(image: Image, mask: Any = None) -> Image:
     """
     step = "zscore"
     require_scalar(image, step)
-    require_intensity(image, step)
     require_usable(image, step)
+    require_intensity(image, step)
     m = resolve_mask(image, mask, step)
     mean, std = _masked_mean_std(image.array, m)
     if not std > 0:
@@ -207,8 +208,8 @@ def percentile_scale(image: Image, lower: float = 1.0, upper: float = 99.0,
                      mask: Any = "all") -> Image:
     """Map the ``lower`` and ``upper`` percentiles (within ``mask``) linearly to ``out_range``."""
     step = "percentile_scale"
-    require_intensity(image, step)
     require_usable(image, step)
+    require_intensity(image, step)
     if not 0.0 <= lower < upper <= 100.0:
         msg = f"{step}: need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}"
         raise StepError(msg)

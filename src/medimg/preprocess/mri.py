@@ -51,8 +51,8 @@ def n4_bias_correction(
 
     step = "n4_bias_correction"
     require_scalar(image, step)
-    require_intensity(image, step)
     require_usable(image, step)
+    require_intensity(image, step)
     if float(image.array.min()) < 0:
         msg = (f"{step}: N4 models a multiplicative field on positive intensities, but the image has "
                f"values down to {float(image.array.min()):g}; correct MR magnitude images before "

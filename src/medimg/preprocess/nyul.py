@@ -30,8 +30,8 @@ DEFAULT_PERCENTILES = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0
 
 def _landmarks(image: Image, mask: Any, percentiles: Sequence[float], step: str) -> np.ndarray:
     require_scalar(image, step)
-    require_intensity(image, step)
     require_usable(image, step)
+    require_intensity(image, step)
     m = resolve_mask(image, mask, step)
     values = np.percentile(image.array[m].astype(np.float64), list(percentiles))
     if not values[-1] > values[0]:
