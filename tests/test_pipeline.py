@@ -284,8 +284,8 @@ def test_analyze_end_to_end_on_series_2(lung_study: Path, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_comparison_with_a_prior(lung_study: Path) -> None:
-    """Series 3 is the same acquisition reconstructed with another kernel: as a 'prior' every
-    finding must be matched (not new) and its size close to unchanged."""
+    """Series 3 is the same acquisition reconstructed with another kernel: as a 'prior' the mass
+    must be matched (not new), with about the same volume, and never called growing (same day)."""
     report, _ = analyze(lung_study / "series-2", priors=[lung_study / "series-3"])
     assert report.status == "complete"
     assert report.findings and len(report.comparisons) == len(report.findings)
@@ -293,8 +293,10 @@ def test_comparison_with_a_prior(lung_study: Path) -> None:
     for c in report.comparisons:
         if c.finding_id in masses:
             assert c.prior_finding_id is not None, c.summary
-            change = next(m for m in c.changes if m.name == "mean_diameter_change")
-            assert abs(change.value) < 5.0
+            # The volume is the stable measure across kernels (diameters depend on the slice the
+            # long axis is drawn on and moved by several mm between the two reconstructions).
+            volume = next(m for m in c.changes if m.name == "volume_change")
+            assert abs(volume.value) < 15.0, c.summary
             interval = next(m for m in c.changes if m.name == "interval")
             assert interval.value == 0
             assert "same study date" in c.summary and "not growth" in c.summary
