@@ -47,8 +47,8 @@ from .report.model import (
     Triage,
 )
 
-__all__ = ["CONTEXTS", "Case", "Prior", "StopKind", "analyze", "choose_series", "context_for",
-           "refusal_kind", "run_steps", "series_facts"]
+__all__ = ["CONTEXTS", "Case", "Prior", "StopKind", "analyze", "case_report", "choose_series",
+           "context_for", "refusal_kind", "run_steps", "series_facts"]
 
 PathLike = str | os.PathLike[str]
 #: Why a case stopped: ``"input"`` nothing in the input can be analysed (no usable series, the
@@ -344,7 +344,8 @@ def _version() -> str:
     return __version__
 
 
-def _report(case: Case) -> Report:
+def case_report(case: Case) -> Report:
+    """The :class:`Report` of a case whose steps have run (refused when a step stopped it)."""
     refused = case.stopped is not None
     triage = triage_refused(_short(case.stopped)) if refused and case.stopped else case.triage
     return Report(
@@ -364,6 +365,9 @@ def _report(case: Case) -> Report:
         timings={k: round(v, 4) for k, v in case.timings.items()},
         medimg_version=_version(),
     )
+
+
+_report = case_report  # the name other protocol runners first used
 
 
 def _short(reason: str) -> str:
@@ -460,7 +464,7 @@ def analyze(
                 steps: list[Provenance] | None = None) -> tuple[Report, Image | None]:
         case = Case(name, _study_info(entry, source, choice), timings=timings, steps=steps or [])
         case.stop("input", reason)
-        return _report(case), None
+        return case_report(case), None
 
     if not is_dicom_path(source):
         return refused(f"{source} is not DICOM: medimg analyze routes a study by its DICOM "
@@ -502,4 +506,4 @@ def analyze(
                 case.notes.setdefault("priors_not_used", []).append(loaded)
         timings["load_priors"] = time.perf_counter() - t0
     case = run_steps(case, PROTOCOLS[name])
-    return _report(case), image
+    return case_report(case), image
