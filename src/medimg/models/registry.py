@@ -94,7 +94,7 @@ class Model:
         out = np.zeros(t.shape[-2:], dtype=np.float64)
         with torch.inference_mode():
             for m in self.members:
-                z = sliding_window_inference(t, roi, 8, m, overlap=0.25, mode="gaussian")
+                z: Any = sliding_window_inference(t, roi, 8, m, overlap=0.25, mode="gaussian")
                 out += torch.sigmoid(z[0, 0] / self.temperature).numpy()
         return (out / len(self.members)).astype(np.float32)
 
@@ -121,7 +121,6 @@ class Model:
 
 def _build_member(arch: str, kw: dict[str, Any], contract: Contract, n_out: int,
                   state: dict[str, Any], source: str) -> Any:
-    import torch
 
     from .nets import build
 

@@ -184,11 +184,11 @@ def _seg_folder(root: Path, split: str, dcfg: dict[str, Any]) -> list[tuple[Path
         items.append((p, masks[k], fovs.get(k)))
     if drawn:
         # A source without its own split: the last val_fraction of the (sorted) images is val.
-        k = max(1, round(float(dcfg["val_fraction"]) * len(items)))
+        n_val = max(1, round(float(dcfg["val_fraction"]) * len(items)))
         if split == "val":
-            items = items[-k:]
+            items = items[-n_val:]
         elif split == "train":
-            items = items[:-k]
+            items = items[:-n_val]
         elif not _has_split_dirs(root):
             raise InputError(root, "has no test/ folder", "add one for a test split")
     return items

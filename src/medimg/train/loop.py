@@ -113,8 +113,8 @@ def _seg_probs(net: Any, data: SegData, roi: tuple[int, int]) -> list[np.ndarray
     out = []
     with torch.inference_mode():
         for img in data.images:
-            z = sliding_window_inference(torch.from_numpy(img)[None], roi, 8, net, overlap=0.25,
-                                         mode="gaussian")
+            z: Any = sliding_window_inference(torch.from_numpy(img)[None], roi, 8, net,
+                                              overlap=0.25, mode="gaussian")
             out.append(torch.sigmoid(z[0, 0]).numpy())
     return out
 
@@ -208,10 +208,7 @@ def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | 
             drawn.append(p)
             xb, mb = aug.apply(xb, p, mb)
             out = net(xb)
-            if seg:
-                loss = dice_loss(out, mb) + bce(out, mb)
-            else:
-                loss = ce(out, yb)
+            loss = dice_loss(out, mb) + bce(out, mb) if seg else ce(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -219,8 +216,8 @@ def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | 
             losses.append(float(loss.item()))
             bar.advance()
         bar.close()
-        np.savez_compressed(run_dir / "augment" / f"epoch-{epoch:03d}.npz",
-                            **{k: np.concatenate([d[k] for d in drawn]) for k in aug.PARAM_NAMES})
+        record: dict[str, Any] = {k: np.concatenate([d[k] for d in drawn]) for k in aug.PARAM_NAMES}
+        np.savez_compressed(run_dir / "augment" / f"epoch-{epoch:03d}.npz", **record)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                                "lr": float(sched.get_last_lr()[0])}
         if (epoch + 1) % int(t.get("val_every", 1)) == 0 or epoch + 1 == epochs:

@@ -1,0 +1,141 @@
+"""Inference speed of every shipped model on CPU, through medimg and through plain MONAI/torch.
+
+    python benchmarks/inference.py [--data DIR] [--repeats N] [--threads T]
+
+For each model the same images go through (a) medimg's wrapper (``Model.predict_proba`` for the
+classifiers: contract checks, ensemble, temperature-scaled softmax average; ``Model.segment_proba``
+for the vessel U-Net: MONAI sliding-window inference per member) and (b) the same networks built
+directly with MONAI and driven by hand with the same calls (``torch.inference_mode``, softmax /
+sigmoid, ``monai.inferers.sliding_window_inference``).  Input preparation (resizing, normalisation)
+is done once beforehand for both, so the figures compare the inference path only.  The table shows
+images per second (best of N repeats, to be robust to other load on a shared machine) and the ratio
+medimg / plain: the goal is >= 0.95 (the wrapper costs nothing measurable).  Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import data_root, print_table  # noqa: E402
+
+GOAL_RATIO = 0.95
+
+
+def _plain_nets(model):  # the same architecture and weights, straight from MONAI
+    import torch
+    from monai.networks.blocks import ResidualUnit
+    from monai.networks.nets import UNet
+
+    nets = []
+    for member in model.members:
+        state = member.state_dict()
+        if model.arch == "unet":
+            ch = tuple(model.arch_kwargs["channels"])
+            net = UNet(spatial_dims=2, in_channels=3, out_channels=1, channels=ch,
+                       strides=(2,) * (len(ch) - 1), num_res_units=model.arch_kwargs["num_res_units"],
+                       norm="batch")
+        else:
+            chs = model.arch_kwargs["channels"]
+            blocks, c = [], model.contract.in_channels
+            for i, ch in enumerate(chs):
+                blocks.append(ResidualUnit(2, c, ch, strides=1 if i == 0 else 2, subunits=2,
+                                           norm="batch", act="relu"))
+                c = ch
+            net = torch.nn.Module()
+            net.features = torch.nn.Sequential(*blocks)
+            net.pool = torch.nn.AdaptiveAvgPool2d(1)
+            net.dropout = torch.nn.Dropout(0.0)
+            net.fc = torch.nn.Linear(c, state["fc.weight"].shape[0])
+
+            def forward(x, n=net):
+                return n.fc(n.pool(n.features(x)).flatten(1))
+
+            net.forward = forward
+        net.load_state_dict(state)
+        net.eval()
+        nets.append(net)
+    return nets
+
+
+def _best(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from medimg.models import load
+    from medimg.train.data import load_split
+
+    torch.set_num_threads(a.threads)
+    root = data_root(a.data)
+    rows = []
+    for name, data, n_images in (("cxr-pneumonia", "xray/pneumoniamnist.npz", 624),
+                                 ("us-breast", "us/breastmnist.npz", 156),
+                                 ("retina-vessels", "retina/drive", 2)):
+        m = load(name)
+        c = m.contract
+        ds = load_split({"path": str(root / data), "source": "auto", "val_fraction": 0.15,
+                         "classes": list(c.classes) or None, "limit": n_images}, c.task, "test", c)
+        plain = _plain_nets(m)
+        if c.task == "classification":
+            x = ds.x
+
+            def wrapped(x=x, m=m):
+                return m.predict_proba(x)
+
+            def raw(x=x, nets=plain, t=m.temperature):
+                with torch.inference_mode():
+                    xt = torch.from_numpy(x)
+                    return torch.stack([torch.softmax(n(xt) / t, 1) for n in nets]).mean(0).numpy()
+
+            np.testing.assert_allclose(wrapped(), raw(), atol=1e-5)
+            count = len(x)
+        else:
+            imgs = ds.images
+            roi = tuple(m.info["roi_size"])
+
+            def wrapped(imgs=imgs, m=m):
+                return [m.segment_proba(i) for i in imgs]
+
+            def raw(imgs=imgs, nets=plain, roi=roi):
+                out = []
+                with torch.inference_mode():
+                    for i in imgs:
+                        t = torch.from_numpy(i)[None]
+                        acc = sum(torch.sigmoid(sliding_window_inference(t, roi, 8, n, overlap=0.25,
+                                                                         mode="gaussian")[0, 0])
+                                  for n in nets)
+                        out.append((acc / len(nets)).numpy())
+                return out
+
+            count = len(imgs)
+        tw = _best(wrapped, a.repeats)
+        tr = _best(raw, a.repeats)
+        rows.append([name, str(count), f"{count / tw:.1f}", f"{count / tr:.1f}", f"{tr / tw:.3f}",
+                     "yes" if tr / tw >= GOAL_RATIO else "NO"])
+    print(f"CPU inference, {a.threads} thread(s), best of {a.repeats} (images per second)")
+    print_table(["model", "images", "medimg img/s", "plain MONAI img/s", "ratio", f">= {GOAL_RATIO}"],
+                rows)
+
+
+if __name__ == "__main__":
+    main()
