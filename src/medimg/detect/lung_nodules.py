@@ -63,6 +63,12 @@ SOLID_IN_LUNG_HU = -300.0
 SOLID_OUT_LUNG_HU = -100.0
 #: Ground glass: above -750 HU (lung parenchyma is about -850 HU) and below the solid threshold.
 GGO_HU = -750.0
+#: How far (mm) past the lungs' hull, through soft tissue, a lesion may reach (ribs stop it).
+WALL_MM = 8.0
+#: Largest radius (mm) of the in-plane opening that trims vessels and strips off a lesion.
+OPEN_MAX_MM = 2.0
+#: Radius (mm) of the opening applied to what grew past the lungs' hull.
+WALL_OPEN_MM = 4.0
 #: Bone and calcium: above 300 HU (ribs, spine; calcified granulomas are benign and not reported).
 BONE_HU = 300.0
 #: Two touching pieces are one when the saddle between them is less than this share of the lower
@@ -116,6 +122,17 @@ class _Grid:
         z0, y0, x0 = self.offset
         out[z0:z0 + up.shape[0], y0:y0 + up.shape[1], x0:x0 + up.shape[2]] = up
         return out
+
+
+_PLANE = np.zeros((3, 3, 3), dtype=bool)
+_PLANE[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # connects only within a slice
+
+
+def _disk(ry: float, rx: float) -> np.ndarray:
+    """An in-plane ellipse (radii in voxels) as a ``(1, h, w)`` structure."""
+    iy, ix = int(np.floor(ry)), int(np.floor(rx))
+    yy, xx = np.mgrid[-iy:iy + 1, -ix:ix + 1]
+    return ((yy / max(ry, 1e-6)) ** 2 + (xx / max(rx, 1e-6)) ** 2 <= 1.0)[np.newaxis]
 
 
 def _working_grid(image: Image, seg: ChestSegmentation) -> _Grid:
@@ -283,10 +300,11 @@ def _diaphragm_dome(pieces: np.ndarray, lab: int, sl: tuple[slice, ...], grid: _
     return bool(lung_under[shadow].mean() < 0.5)
 
 
-def _candidates(grid: _Grid, inferior_step: int) -> tuple[list[_Candidate], np.ndarray, np.ndarray]:
+def _candidates(grid: _Grid, inferior_step: int
+                ) -> tuple[list[_Candidate], np.ndarray, np.ndarray, np.ndarray]:
     lungs = grid.lungs > 0
-    cavity = _cavity(lungs)
     sm = grid.smooth
+    cavity = _cavity(lungs)
     solid = cavity & (sm < BONE_HU) & (((sm > SOLID_IN_LUNG_HU) & lungs)
                                        | ((sm > SOLID_OUT_LUNG_HU) & ~lungs))
     pieces, dist = _pieces(solid, grid.spacing)
@@ -340,16 +358,26 @@ def _candidates(grid: _Grid, inferior_step: int) -> tuple[list[_Candidate], np.n
             continue
         out.append(_Candidate(lab, kind, float(contact[lab]), float(attached[lab]), blob,
                               float(compact), float(eq_d[lab]), point))
-    return out, pieces, dist
+    return out, pieces, dist, cavity
 
 
-def _full_mask(image: Image, grid: _Grid, pieces: np.ndarray, labels: list[int]) -> np.ndarray:
+def _full_mask(image: Image, grid: _Grid, pieces: np.ndarray, cavity: np.ndarray,
+               labels: list[int]) -> tuple[np.ndarray, float]:
     """The lesion on the image grid: its pieces, grown one working voxel into what is not tissue
-    of another piece, cut at the half-way HU between its core and the lung around it."""
+    of another piece and up to :data:`WALL_MM` past the lungs' hull through soft tissue (not
+    across bone), cut at the half-way HU between its core and the lung around it, and trimmed by
+    an in-plane opening.  Also returns the solidity of the outline before trimming."""
     own = np.isin(pieces, labels)
-    grown = ndimage.binary_dilation(own, structure=np.ones((1, 3, 3), bool)) & (
-        (pieces == 0) | own)
-    sl = ndimage.find_objects(grown.astype(np.uint8))[0]
+    ring = np.ones((1, 3, 3), bool)
+    grown = ndimage.binary_dilation(own, structure=ring) & ((pieces == 0) | own)
+    wall = ~cavity & (pieces == 0) & (grid.smooth > SOLID_OUT_LUNG_HU) & (grid.smooth < BONE_HU)
+    steps = int(round(WALL_MM / float(grid.spacing[1])))
+    if steps and (ndimage.binary_dilation(own, structure=ring) & wall).any():
+        grown |= ndimage.binary_dilation(own, structure=ring, iterations=steps, mask=own | wall)
+    box = ndimage.find_objects(grown.astype(np.uint8))[0]
+    pad = int(np.ceil(WALL_MM / float(grid.spacing[1])))
+    sl = (box[0], slice(max(box[1].start - pad, 0), box[1].stop + pad),
+          slice(max(box[2].start - pad, 0), box[2].stop + pad))
     f = grid.factor
     z0, y0, x0 = grid.offset
     full_sl = (slice(z0 + sl[0].start, z0 + sl[0].stop),
@@ -364,18 +392,55 @@ def _full_mask(image: Image, grid: _Grid, pieces: np.ndarray, labels: list[int])
     around = float(np.median(hu[lung_full])) if lung_full.any() else -850.0
     edge = 0.5 * (core + min(around, core - 100.0))
     mask = region & (hu > edge) & (hu < BONE_HU)
+    solidity = _solidity(mask, image.spacing) if mask.any() else 0.0
+    # In-plane openings: for nodules a light one cuts vessels and bronchial walls thinner than a
+    # tenth of the nodule's size (one pixel to OPEN_MAX_MM; masses keep their spicules, which
+    # belong to their diameter); a strong one (WALL_OPEN_MM) trims what grew past the lungs' hull,
+    # so that strips of chest-wall muscle do not follow.
+    eq_d = (6.0 * np.count_nonzero(core_w) * image.voxel_volume / np.pi) ** (1.0 / 3.0)
+    px = float(min(image.spacing[1:]))
+    opened = mask
+    if eq_d < MASS_MM:
+        r = np.clip(0.1 * eq_d, px, OPEN_MAX_MM) / image.spacing[1:]
+        opened = ndimage.binary_opening(mask, structure=_disk(r[0], r[1]))
+    rw = WALL_OPEN_MM / image.spacing[1:]
+    beyond = np.repeat(np.repeat(~cavity[sl], f, axis=1), f, axis=2)
+    trimmed = ndimage.binary_opening(mask, structure=_disk(rw[0], rw[1]))
+    opened &= ~beyond | trimmed
+    if opened[core_w].any():
+        mask = opened
     lab, n = ndimage.label(mask)
     if n > 1:
         hits = np.bincount(lab[core_w & mask], minlength=n + 1)
         hits[0] = 0
         mask = lab == int(np.argmax(hits))
     # Calcium inside the lesion (above the bone threshold) is part of it: fill holes per slice.
-    plane = np.zeros((3, 3, 3), dtype=bool)
-    plane[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
-    mask = ndimage.binary_fill_holes(mask, structure=plane)
+    mask = ndimage.binary_fill_holes(mask, structure=_PLANE)
+    mask |= _pockets(mask, hu, edge, lung_full)
     out = np.zeros(image.spatial_shape, dtype=bool)
     out[full_sl] = mask
-    return out
+    return out, solidity
+
+
+def _pockets(mask: np.ndarray, hu: np.ndarray, edge: float, lung: np.ndarray) -> np.ndarray:
+    """Tissue enclosed, in a slice, between the lesion and bone (a mass pressed into the
+    paravertebral gutter or against a rib reaches the bone), each pocket at most half the
+    lesion's area on that slice."""
+    bone = hu >= BONE_HU
+    both = mask | bone
+    pocket = ndimage.binary_fill_holes(both, structure=_PLANE) & ~both & (hu > edge) & ~lung
+    labels, n = ndimage.label(pocket, structure=_PLANE)
+    if n == 0:
+        return pocket
+    size = np.bincount(labels.reshape(-1), minlength=n + 1)
+    z_of = np.asarray(ndimage.minimum(np.indices(labels.shape)[0], labels, np.arange(n + 1)))
+    z_of = np.nan_to_num(z_of).astype(int)
+    area = mask.sum(axis=(1, 2))[z_of]
+    touching = np.zeros(n + 1, dtype=bool)
+    touching[np.unique(labels[ndimage.binary_dilation(mask, structure=_PLANE)])] = True
+    keep = touching & (size <= 0.5 * area)
+    keep[0] = False
+    return keep[labels]
 
 
 def _solidity(mask: np.ndarray, spacing: np.ndarray) -> float:
@@ -463,7 +528,7 @@ def detect_lung_lesions(image: Image, seg: ChestSegmentation) -> list[Finding]:
     grid = _working_grid(image, seg)
     up = float(image.direction[2, 0])
     inferior_step = -1 if up >= 0 else 1
-    candidates, pieces, _ = _candidates(grid, inferior_step)
+    candidates, pieces, _, cavity = _candidates(grid, inferior_step)
     # Touching accepted pieces are one lesion.
     accepted = np.isin(pieces, [c.label for c in candidates])
     groups, n_groups = ndimage.label(accepted, structure=np.ones((3, 3, 3), bool))
@@ -473,13 +538,12 @@ def detect_lung_lesions(image: Image, seg: ChestSegmentation) -> list[Finding]:
     for g in range(1, n_groups + 1):
         labels = [int(v) for v in np.unique(pieces[groups == g]) if int(v) in by_label]
         members = [by_label[lab] for lab in labels]
-        mask = _full_mask(image, grid, pieces, labels)
+        mask, solidity = _full_mask(image, grid, pieces, cavity, labels)
         if not mask.any():
             continue
         measurements, diam = lesion_measurements(image, mask, hu=True)
         if not MIN_DIAMETER_MM <= diam.long_mm <= MAX_DIAMETER_MM:
             continue
-        solidity = _solidity(mask, image.spacing)
         if solidity < MIN_SOLIDITY:
             continue
         best = max(members, key=lambda c: c.eq_diameter)
@@ -526,7 +590,8 @@ def detect_lung_lesions(image: Image, seg: ChestSegmentation) -> list[Finding]:
 
 def _parameters() -> dict[str, Any]:
     return {
-        "work_mm": WORK_MM, "solid_in_lung_hu": SOLID_IN_LUNG_HU,
+        "work_mm": WORK_MM, "wall_mm": WALL_MM, "open_max_mm": OPEN_MAX_MM,
+        "wall_open_mm": WALL_OPEN_MM, "solid_in_lung_hu": SOLID_IN_LUNG_HU,
         "solid_out_lung_hu": SOLID_OUT_LUNG_HU, "ggo_hu": GGO_HU, "bone_hu": BONE_HU,
         "dynamics": DYNAMICS, "min_lung_contact": MIN_LUNG_CONTACT, "min_blobness": MIN_BLOBNESS,
         "hessian_max_mm": HESSIAN_MAX_MM, "min_compactness": MIN_COMPACTNESS,

@@ -49,16 +49,12 @@ class AxialDiameters:
     short_ends: tuple[tuple[float, float, float], tuple[float, float, float]]
 
 
-def _outline_mm(mask2d: np.ndarray, spacing_yx: np.ndarray) -> np.ndarray:
-    """Sub-pixel outline points ``(n, 2)`` in mm (y, x) of a 2-D mask, all contours together."""
+def _outlines_mm(mask2d: np.ndarray, spacing_yx: np.ndarray) -> list[np.ndarray]:
+    """Sub-pixel closed outlines (each ``(n, 2)``, mm, y and x) of a 2-D mask."""
     from skimage.measure import find_contours
 
     padded = np.pad(mask2d.astype(np.float32), 1)
-    contours = find_contours(padded, 0.5)
-    if not contours:
-        return np.zeros((0, 2))
-    pts = np.concatenate(contours) - 1.0
-    return pts * spacing_yx
+    return [(c - 1.0) * spacing_yx for c in find_contours(padded, 0.5)]
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
@@ -80,28 +76,33 @@ def _long_axis(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     return float(d[i, j]), hull[i], hull[j]
 
 
-def _short_axis(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray,
-                                                                            np.ndarray]:
-    """Longest extent of the outline along lines perpendicular to the long axis ``a``-``b``."""
+def _short_axis(outlines: list[np.ndarray], a: np.ndarray, b: np.ndarray
+                ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Longest extent of the outlines along lines perpendicular to the long axis ``a``-``b``.
+
+    Every outline edge is intersected with perpendicular lines every 0.1 mm along the long axis;
+    on each line the extent is the distance between its outermost intersections.
+    """
     u = (b - a) / max(float(np.linalg.norm(b - a)), 1e-12)
     v = np.array([-u[1], u[0]])
-    t = (points - a) @ u
-    s = (points - a) @ v
-    # Bin the outline along the long axis; in each bin the extent across is max(s) - min(s).
-    width = max(float(np.ptp(t)), 1e-9)
-    nbins = max(int(np.ceil(width / 0.25)), 1)  # quarter-millimetre strips
-    k = np.clip(((t - t.min()) / width * nbins).astype(int), 0, nbins - 1)
-    hi = np.full(nbins, -np.inf)
-    lo = np.full(nbins, np.inf)
-    np.maximum.at(hi, k, s)
-    np.minimum.at(lo, k, s)
-    ext = hi - lo
-    ext[~np.isfinite(ext)] = 0.0
-    best = int(np.argmax(ext))
-    tc = t.min() + (best + 0.5) / nbins * width
-    p = a + tc * u + lo[best] * v
-    q = a + tc * u + hi[best] * v
-    return float(max(ext[best], 0.0)), p, q
+    starts = np.concatenate([c[:-1] for c in outlines])
+    ends = np.concatenate([c[1:] for c in outlines])
+    t0, t1 = (starts - a) @ u, (ends - a) @ u
+    s0, s1 = (starts - a) @ v, (ends - a) @ v
+    length = float(np.linalg.norm(b - a))
+    ts = np.linspace(0.0, length, max(int(np.ceil(length / 0.1)), 1) + 1)
+    lo_t, hi_t = np.minimum(t0, t1), np.maximum(t0, t1)
+    cross = (lo_t[np.newaxis, :] <= ts[:, np.newaxis]) & (ts[:, np.newaxis] <= hi_t[np.newaxis, :])
+    dt = np.where(t1 == t0, 1.0, t1 - t0)
+    w = np.clip((ts[:, np.newaxis] - t0[np.newaxis, :]) / dt[np.newaxis, :], 0.0, 1.0)
+    s = s0[np.newaxis, :] + w * (s1 - s0)[np.newaxis, :]
+    hi = np.where(cross, s, -np.inf).max(axis=1)
+    lo = np.where(cross, s, np.inf).min(axis=1)
+    ext = np.where(np.isfinite(hi) & np.isfinite(lo), hi - lo, 0.0)
+    k = int(np.argmax(ext))
+    p = a + ts[k] * u + lo[k] * v
+    q = a + ts[k] * u + hi[k] * v
+    return float(max(ext[k], 0.0)), p, q
 
 
 def axial_diameters(mask: np.ndarray, spacing: np.ndarray | tuple[float, float, float]
@@ -120,20 +121,21 @@ def axial_diameters(mask: np.ndarray, spacing: np.ndarray | tuple[float, float, 
         msg = f"axial_diameters: needs a non-empty 3-D mask, got shape {mask.shape}"
         raise ValueError(msg)
     sp = np.asarray(spacing, dtype=float)[1:]
-    best: tuple[float, int, np.ndarray, np.ndarray, np.ndarray] | None = None
+    best: tuple[float, int, np.ndarray, np.ndarray, list[np.ndarray]] | None = None
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
         plane = mask[z]
         rows = np.flatnonzero(plane.any(axis=1))
         cols = np.flatnonzero(plane.any(axis=0))
         y0, x0 = rows[0], cols[0]
         sub = plane[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-        pts = _outline_mm(sub, sp) + np.array([y0, x0]) * sp
-        length, a, b = _long_axis(pts)
-        if best is None or length > best[0]:
-            best = (length, int(z), a, b, pts)
+        outlines = [c + np.array([y0, x0]) * sp for c in _outlines_mm(sub, sp)]
+        length, a, b = _long_axis(np.concatenate(outlines))
+        if best is None or length > best[0] + 1e-9:
+            best = (length, int(z), a, b, outlines)
     assert best is not None
-    length, z_best, a, b, pts = best
-    short, p, q = _short_axis(pts, a, b)
+    length, z_best, a, b, outlines = best
+    short, p, q = _short_axis(outlines, a, b)
+    short = min(short, length)  # a strip across can graze a diagonal: never longer than the long axis
 
     def idx(point: np.ndarray) -> tuple[float, float, float]:
         y, x = point / sp

@@ -452,8 +452,8 @@ def segment_chest(image: Image) -> ChestSegmentation:
     left_air, right_air = _assign_sides(image, lung_air & ~ring, notes)
     left = _fill(left_air, image.spacing)
     right = _fill(right_air, image.spacing) & ~left
-    left &= ~airways
-    right &= ~airways
+    left &= body & ~airways
+    right &= body & ~airways
     ranges = {side: r for side, m in (("left", left), ("right", right))
               if (r := _superior_range(image, m)) is not None}
     params.update({"trachea_seed": list(seed) if seed else None,
