@@ -253,8 +253,9 @@ def test_synthetic_nodules_in_the_real_lung_are_found_and_measured(data_dir: Pat
         assert hit[0].characterisation["type"] == "solid"
 
 
-def test_nodule_beside_a_vessel_is_found_and_the_vessel_is_not() -> None:
-    """A synthetic chest: a 12 mm ball and a 6 mm wide, 60 mm long oblique tube in the left lung."""
+def test_nodules_are_found_and_the_vessel_is_not() -> None:
+    """A synthetic chest: in the left lung a 12 mm ball and a 6 mm wide, 60 mm long oblique tube;
+    in the right lung a 14 mm ball against the chest wall (juxtapleural)."""
     spacing = np.array([2.5, 1.5, 1.5])
     shape = (48, 160, 200)
     idx = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
@@ -270,17 +271,26 @@ def test_nodule_beside_a_vessel_is_found_and_the_vessel_is_not() -> None:
     t = np.clip(((p - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
     tube = np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1) <= 3.0
     hu[tube] = 40.0
+    # Against the lateral wall of the right lung (which reaches x = -105 mm), 1 mm into it.
+    wall_ball = np.array([5.0, 0.0, -97.0])
+    hu[np.linalg.norm(p - wall_ball, axis=-1) <= 7.0] = 40.0
     hu += np.random.default_rng(3).normal(0.0, 15.0, hu.shape)
     image = Image(np.round(hu).astype(np.int16), spacing=spacing, modality="CT")
     findings = detect_lung_lesions(image, segment_chest(image))
-    assert len(findings) == 1, [(f.id, f.location.centroid_index) for f in findings]
-    f = findings[0]
+    assert len(findings) == 2, [(f.id, f.location.centroid_index) for f in findings]
+    inner = next(f for f in findings if f.location.side == "left")
     centre_index = ball_centre / spacing + (np.array(shape) - 1) / 2.0
-    np.testing.assert_allclose(f.location.centroid_index, centre_index, atol=1.0)  # type: ignore[arg-type]
-    assert f.measurement("long_axis_diameter").value == pytest.approx(12.0, abs=1.5)  # type: ignore[union-attr]
-    assert (f.kind, f.location.side, f.location.zone) == ("nodule", "left", "middle")
-    assert f.code == LESION_CODES["nodule"]
-    assert f.evidence[0]["blobness"] > 0.55
+    np.testing.assert_allclose(inner.location.centroid_index, centre_index, atol=1.0)  # type: ignore[arg-type]
+    assert inner.measurement("long_axis_diameter").value == pytest.approx(12.0, abs=1.5)  # type: ignore[union-attr]
+    assert (inner.kind, inner.location.zone) == ("nodule", "middle")
+    assert inner.code == LESION_CODES["nodule"]
+    assert inner.evidence[0]["blobness"] > 0.55
+    # The juxtapleural one: found on the right, measured without the chest wall behind it.
+    pleural = next(f for f in findings if f.location.side == "right")
+    assert pleural.mask is not None
+    wall_index = wall_ball / spacing + (np.array(shape) - 1) / 2.0
+    assert pleural.mask[tuple(np.round(wall_index).astype(int))]
+    assert pleural.measurement("long_axis_diameter").value == pytest.approx(14.0, abs=2.0)  # type: ignore[union-attr]
 
 
 def test_no_lungs_no_findings(data_dir: Path) -> None:

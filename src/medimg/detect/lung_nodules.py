@@ -63,12 +63,10 @@ SOLID_IN_LUNG_HU = -300.0
 SOLID_OUT_LUNG_HU = -100.0
 #: Ground glass: above -750 HU (lung parenchyma is about -850 HU) and below the solid threshold.
 GGO_HU = -750.0
-#: How far (mm) past the lungs' hull, through soft tissue, a lesion may reach (ribs stop it).
+#: Margin (mm) of the full-resolution box around a lesion, so that the bone it abuts is in view.
 WALL_MM = 8.0
 #: Largest radius (mm) of the in-plane opening that trims vessels and strips off a lesion.
 OPEN_MAX_MM = 2.0
-#: Radius (mm) of the opening applied to what grew past the lungs' hull.
-WALL_OPEN_MM = 4.0
 #: Bone and calcium: above 300 HU (ribs, spine; calcified granulomas are benign and not reported).
 BONE_HU = 300.0
 #: Two touching pieces are one when the saddle between them is less than this share of the lower
@@ -79,8 +77,14 @@ MIN_LUNG_CONTACT = 0.5
 #: Hessian blobness (smallest over largest eigenvalue magnitude, all negative) at least this: no
 #: axis much more than 1.5 times another (a 2:1 ellipsoid, a vessel segment, scores under 0.5).
 MIN_BLOBNESS = 0.55
-#: Pieces with an equivalent-sphere diameter above this are judged by shape, not by the Hessian.
-HESSIAN_MAX_MM = 20.0
+#: Pieces with at least this share of their surface on the chest wall (outside the lungs' hull)
+#: are juxtapleural: seen from the lung they are half balls (blobness about 0.45-0.5; a plate of
+#: pleural thickening, a rib cut obliquely, under 0.4), so they need MIN_WALL_BLOBNESS only.
+WALL_SHARE = 0.15
+MIN_WALL_BLOBNESS = 0.4
+#: Pieces with an equivalent-sphere diameter above this (masses) are judged by shape, not by the
+#: Hessian: a mass's intensity profile is shaped by what it presses on.
+HESSIAN_MAX_MM = 30.0
 #: Thickness over equivalent-sphere diameter at least this for large pieces (sphere 1, plate ~0.3).
 MIN_COMPACTNESS = 0.5
 #: A lesion fills at least this share of its 3-D convex hull (a ball 1, a spiculated mass about
@@ -224,24 +228,26 @@ def _merge_shallow(pieces: np.ndarray, dist: np.ndarray) -> np.ndarray:
     return relabel[pieces].astype(np.int32)
 
 
-def _face_shares(pieces: np.ndarray, lung_side: np.ndarray, spacing: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per piece: share of surface area facing ``lung_side`` and facing other pieces."""
+def _face_shares(pieces: np.ndarray, sides: list[np.ndarray], spacing: np.ndarray
+                 ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per piece: the share of its surface area facing each mask of ``sides``, and the share
+    facing other pieces."""
     n = int(pieces.max())
     area = np.array([spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1]])
     total = np.zeros(n + 1)
-    lung = np.zeros(n + 1)
+    facing = [np.zeros(n + 1) for _ in sides]
     other = np.zeros(n + 1)
     for axis in range(3):
         for shift in (1, -1):
             nb = np.roll(pieces, shift, axis=axis)
-            nb_lung = np.roll(lung_side, shift, axis=axis)
             face = (pieces > 0) & (nb != pieces)
             total += np.bincount(pieces[face], minlength=n + 1) * area[axis]
-            lung += np.bincount(pieces[face & nb_lung], minlength=n + 1) * area[axis]
+            for acc, side in zip(facing, sides, strict=True):
+                nb_side = np.roll(side, shift, axis=axis)
+                acc += np.bincount(pieces[face & nb_side], minlength=n + 1) * area[axis]
             other += np.bincount(pieces[face & (nb > 0)], minlength=n + 1) * area[axis]
     total[total == 0] = 1.0
-    return lung / total, other / total
+    return [acc / total for acc in facing], other / total
 
 
 def _blobness(hu: np.ndarray, point: np.ndarray, radius_mm: float, spacing: np.ndarray) -> float:
@@ -273,6 +279,7 @@ class _Candidate:
     label: int
     kind: str  # "solid" or "ggo" (how it was found)
     lung_contact: float
+    on_wall: float
     attached: float
     blobness: float | None
     compactness: float
@@ -325,13 +332,16 @@ def _candidates(grid: _Grid, inferior_step: int
     occupied = pieces > 0
     lung_side = ndimage.binary_dilation(lungs, structure=np.ones((1, 3, 3), bool),
                                         iterations=2) & ~occupied
-    contact, attached = _face_shares(pieces, lung_side, grid.spacing)
+    (contact, on_wall), attached = _face_shares(pieces, [lung_side, ~cavity], grid.spacing)
     n = int(pieces.max())
     counts = np.bincount(pieces.reshape(-1), minlength=n + 1)
     eq_d = (6.0 * counts * float(np.prod(grid.spacing)) / np.pi) ** (1.0 / 3.0)
     peak_r = np.asarray(ndimage.maximum(dist, pieces, np.arange(n + 1)), dtype=float)
     min_d = MIN_DIAMETER_MM
     objects = ndimage.find_objects(pieces)
+    # The Hessian sees the chest as the lung does: the wall outside the hull becomes lung, so a
+    # nodule on the pleura is judged by its own shape; vessels and mediastinum stay.
+    lung_view = np.where(cavity, grid.hu, np.float32(-850.0))
     out: list[_Candidate] = []
     for lab in range(1, n + 1):
         sl = objects[lab - 1]
@@ -351,12 +361,15 @@ def _candidates(grid: _Grid, inferior_step: int
         kind = "ggo" if lab > n_solid else "solid"
         blob = None
         if eq_d[lab] <= HESSIAN_MAX_MM:
-            blob = _blobness(grid.hu, point, max(peak_r[lab], 0.5 * eq_d[lab]), grid.spacing)
-            if blob < MIN_BLOBNESS:
+            blob = _blobness(lung_view, point, max(peak_r[lab], 0.5 * eq_d[lab]), grid.spacing)
+            # On the chest wall the lung sees a half ball: flatter than a ball, not a plate.
+            wall = on_wall[lab] >= WALL_SHARE
+            if blob < (MIN_WALL_BLOBNESS if wall else MIN_BLOBNESS):
                 continue
         elif compact < MIN_COMPACTNESS:
             continue
-        out.append(_Candidate(lab, kind, float(contact[lab]), float(attached[lab]), blob,
+        out.append(_Candidate(lab, kind, float(contact[lab]), float(on_wall[lab]),
+                              float(attached[lab]), blob,
                               float(compact), float(eq_d[lab]), point))
     return out, pieces, dist, cavity
 
@@ -364,16 +377,12 @@ def _candidates(grid: _Grid, inferior_step: int
 def _full_mask(image: Image, grid: _Grid, pieces: np.ndarray, cavity: np.ndarray,
                labels: list[int]) -> tuple[np.ndarray, float]:
     """The lesion on the image grid: its pieces, grown one working voxel into what is not tissue
-    of another piece and up to :data:`WALL_MM` past the lungs' hull through soft tissue (not
-    across bone), cut at the half-way HU between its core and the lung around it, and trimmed by
-    an in-plane opening.  Also returns the solidity of the outline before trimming."""
+    of another piece, cut at the half-way HU between its core and the lung around it, trimmed by
+    an in-plane opening, with the tissue it encloses against bone (:func:`_pockets`).  Also
+    returns the solidity of the outline before trimming."""
     own = np.isin(pieces, labels)
     ring = np.ones((1, 3, 3), bool)
     grown = ndimage.binary_dilation(own, structure=ring) & ((pieces == 0) | own)
-    wall = ~cavity & (pieces == 0) & (grid.smooth > SOLID_OUT_LUNG_HU) & (grid.smooth < BONE_HU)
-    steps = int(round(WALL_MM / float(grid.spacing[1])))
-    if steps and (ndimage.binary_dilation(own, structure=ring) & wall).any():
-        grown |= ndimage.binary_dilation(own, structure=ring, iterations=steps, mask=own | wall)
     box = ndimage.find_objects(grown.astype(np.uint8))[0]
     pad = int(np.ceil(WALL_MM / float(grid.spacing[1])))
     sl = (box[0], slice(max(box[1].start - pad, 0), box[1].stop + pad),
@@ -393,20 +402,15 @@ def _full_mask(image: Image, grid: _Grid, pieces: np.ndarray, cavity: np.ndarray
     edge = 0.5 * (core + min(around, core - 100.0))
     mask = region & (hu > edge) & (hu < BONE_HU)
     solidity = _solidity(mask, image.spacing) if mask.any() else 0.0
-    # In-plane openings: for nodules a light one cuts vessels and bronchial walls thinner than a
-    # tenth of the nodule's size (one pixel to OPEN_MAX_MM; masses keep their spicules, which
-    # belong to their diameter); a strong one (WALL_OPEN_MM) trims what grew past the lungs' hull,
-    # so that strips of chest-wall muscle do not follow.
+    # For nodules an in-plane opening cuts vessels and bronchial walls thinner than a tenth of the
+    # nodule's size (one pixel to OPEN_MAX_MM); masses keep their spicules, which belong to their
+    # diameter.
     eq_d = (6.0 * np.count_nonzero(core_w) * image.voxel_volume / np.pi) ** (1.0 / 3.0)
     px = float(min(image.spacing[1:]))
     opened = mask
     if eq_d < MASS_MM:
         r = np.clip(0.1 * eq_d, px, OPEN_MAX_MM) / image.spacing[1:]
         opened = ndimage.binary_opening(mask, structure=_disk(r[0], r[1]))
-    rw = WALL_OPEN_MM / image.spacing[1:]
-    beyond = np.repeat(np.repeat(~cavity[sl], f, axis=1), f, axis=2)
-    trimmed = ndimage.binary_opening(mask, structure=_disk(rw[0], rw[1]))
-    opened &= ~beyond | trimmed
     if opened[core_w].any():
         mask = opened
     lab, n = ndimage.label(mask)
@@ -466,9 +470,14 @@ def _probability(c: _Candidate, long_axis: float) -> float:
         return float(np.clip((x - x0) / (x1 - x0), 0.0, 1.0))
 
     contact = 0.5 + 0.5 * rise(c.lung_contact, MIN_LUNG_CONTACT, 0.9)
-    shape = (0.5 + 0.5 * rise(c.blobness, MIN_BLOBNESS, 0.8) if c.blobness is not None
-             else 0.5 + 0.5 * rise(c.compactness, MIN_COMPACTNESS, 0.9))
-    size = 0.5 + 0.5 * rise(long_axis, MIN_DIAMETER_MM, 3.0 * MIN_DIAMETER_MM)
+    if c.blobness is None:
+        shape = 0.5 + 0.5 * rise(c.compactness, MIN_COMPACTNESS, 0.9)
+    elif c.on_wall >= WALL_SHARE:
+        shape = 0.5 + 0.5 * rise(c.blobness, MIN_WALL_BLOBNESS, 0.6)
+    else:
+        shape = 0.5 + 0.5 * rise(c.blobness, MIN_BLOBNESS, 0.8)
+    # Vessel mimics are small: the larger a compact lesion, the less likely it is one.
+    size = 0.5 + 0.5 * rise(long_axis, MIN_DIAMETER_MM, MASS_MM)
     return round(contact * shape * size, 3)
 
 
@@ -566,6 +575,7 @@ def detect_lung_lesions(image: Image, seg: ChestSegmentation) -> list[Finding]:
         )
         evidence: dict[str, Any] = {
             "kind": "features", "lung_contact": round(best.lung_contact, 3),
+            "chest_wall_share": round(best.on_wall, 3),
             "attached_share": round(best.attached, 3),
             "blobness": None if best.blobness is None else round(best.blobness, 3),
             "compactness": round(best.compactness, 3), "solidity": round(solidity, 3),
@@ -590,10 +600,10 @@ def detect_lung_lesions(image: Image, seg: ChestSegmentation) -> list[Finding]:
 
 def _parameters() -> dict[str, Any]:
     return {
-        "work_mm": WORK_MM, "wall_mm": WALL_MM, "open_max_mm": OPEN_MAX_MM,
-        "wall_open_mm": WALL_OPEN_MM, "solid_in_lung_hu": SOLID_IN_LUNG_HU,
+        "work_mm": WORK_MM, "wall_mm": WALL_MM, "open_max_mm": OPEN_MAX_MM, "solid_in_lung_hu": SOLID_IN_LUNG_HU,
         "solid_out_lung_hu": SOLID_OUT_LUNG_HU, "ggo_hu": GGO_HU, "bone_hu": BONE_HU,
         "dynamics": DYNAMICS, "min_lung_contact": MIN_LUNG_CONTACT, "min_blobness": MIN_BLOBNESS,
+        "wall_share": WALL_SHARE, "min_wall_blobness": MIN_WALL_BLOBNESS,
         "hessian_max_mm": HESSIAN_MAX_MM, "min_compactness": MIN_COMPACTNESS,
         "min_solidity": MIN_SOLIDITY,
         "min_diameter_mm": MIN_DIAMETER_MM, "max_diameter_mm": MAX_DIAMETER_MM,
