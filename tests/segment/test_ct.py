@@ -148,6 +148,24 @@ def test_abdominal_ct_without_lungs_says_so(data_dir: Path) -> None:
     assert any("gas" in note or "no lungs" in note for note in seg.notes)
 
 
+def test_lung_bases_match_totalsegmentator(data_dir: Path) -> None:
+    """The lung bases at the top of an abdominal CT against TotalSegmentator's lobes (a published
+    model's output, not manual truth): both lungs partly in view, stomach and bowel gas left out."""
+    folder = data_dir / "ct" / "totalseg-example"
+    image = medimg.read(folder / "example_ct_sm.nii.gz").replace(modality="CT")
+    reference = medimg.read(folder / "example_seg.nii.gz").array
+    seg = segment_chest(image)
+    assert seg.lungs_present
+    for name, lobes in (("lung_left", [10, 11]), ("lung_right", [12, 13, 14])):
+        ref = np.isin(reference, lobes)
+        got = getattr(seg, name)
+        dice = 2 * np.count_nonzero(got & ref) / (got.sum() + ref.sum())
+        print(f"\n{name}: {seg.volume_ml(name):.1f} mL, TotalSegmentator "
+              f"{ref.sum() * image.voxel_volume / 1000:.1f} mL, Dice {dice:.3f}")
+        assert dice > 0.9
+    assert sum("gas" in note for note in seg.notes) >= 1  # the stomach is not a lung
+
+
 def test_refuses_what_it_cannot_segment(data_dir: Path) -> None:
     one_slice = medimg.read(data_dir / "registration" / "ny-sbu" / "A002304" / "19001231-076.dcm")
     with pytest.raises(ValueError, match=r"segment_chest: needs a 3-D CT volume.*medimg.read"):

@@ -54,8 +54,10 @@ __all__ = ["LESION_CODES", "detect_lung_lesions"]
 VERSION = "0.1.0"
 ALGORITHM = "medimg.detect.lung_nodules.detect_lung_lesions"
 
-#: In-plane pixel size (mm) of the working grid.
+#: In-plane pixel size (mm) of the working grid, and the slice spacing it aims at: thin slices
+#: are averaged in pairs or more (a 1.25 mm CT works on 2.5 mm slices).
 WORK_MM = 1.6
+WORK_Z_MM = 2.5
 #: Solid tissue inside the lung mask: above -300 HU (the usual solid / ground-glass boundary).
 SOLID_IN_LUNG_HU = -300.0
 #: Solid tissue outside the lung mask: above -100 HU, so that mediastinal fat (-100 HU and less)
@@ -109,23 +111,24 @@ LESION_CODES: dict[str, Code] = {
 
 @dataclass
 class _Grid:
-    """The working grid: a crop of the image, block-averaged in-plane by ``factor``."""
+    """The working grid: a crop of the image, block-averaged by ``factors`` (z, y, x)."""
 
     offset: np.ndarray  # (z, y, x) start of the crop on the image grid
-    factor: int
+    factors: np.ndarray  # (z, y, x) block size in image voxels
     spacing: np.ndarray  # working voxel size (mm)
     hu: np.ndarray  # block means, float32
     smooth: np.ndarray  # lightly smoothed block means
     lungs: np.ndarray  # uint8: 0 none, 1 left, 2 right (block majority)
 
-    def to_image(self, mask: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-        """A working-grid mask repeated onto the image grid."""
-        f = self.factor
-        up = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
-        out = np.zeros(shape, dtype=bool)
-        z0, y0, x0 = self.offset
-        out[z0:z0 + up.shape[0], y0:y0 + up.shape[1], x0:x0 + up.shape[2]] = up
-        return out
+    def up(self, mask: np.ndarray) -> np.ndarray:
+        """A working-grid array repeated onto the image grid's voxels."""
+        fz, fy, fx = (int(v) for v in self.factors)
+        return np.repeat(np.repeat(np.repeat(mask, fz, axis=0), fy, axis=1), fx, axis=2)
+
+    def image_slices(self, sl: tuple[slice, ...]) -> tuple[slice, ...]:
+        """The image-grid box covered by a working-grid box."""
+        return tuple(slice(int(o + s.start * f), int(o + s.stop * f))
+                     for o, s, f in zip(self.offset, sl, self.factors, strict=True))
 
 
 _PLANE = np.zeros((3, 3, 3), dtype=bool)
@@ -141,29 +144,27 @@ def _disk(ry: float, rx: float) -> np.ndarray:
 
 def _working_grid(image: Image, seg: ChestSegmentation) -> _Grid:
     f = max(1, int(round(WORK_MM / float(min(image.spacing[1], image.spacing[2])))))
+    fz = max(1, int(round(WORK_Z_MM / float(image.spacing[0]))))
+    factors = np.array([fz, f, f])
     lungs = seg.lungs
     box = ndimage.find_objects(lungs.astype(np.uint8))[0]
-    margin = int(np.ceil(15.0 / float(min(image.spacing[1:]))))
-    nz, ny, nx = image.spatial_shape
-    y0 = max(box[1].start - margin, 0)
-    x0 = max(box[2].start - margin, 0)
-    y1 = y0 + (min(box[1].stop + margin, ny) - y0) // f * f
-    x1 = x0 + (min(box[2].stop + margin, nx) - x0) // f * f
-    z0, z1 = max(box[0].start - 1, 0), min(box[0].stop + 1, nz)
-    crop = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
+    margin = np.array([fz, *(2 * [int(np.ceil(15.0 / float(min(image.spacing[1:]))))])])
+    start = np.maximum(np.array([b.start for b in box]) - margin, 0)
+    stop = np.minimum(np.array([b.stop for b in box]) + margin, np.array(image.spatial_shape))
+    stop = start + (stop - start) // factors * factors
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
 
     def block_sum(a: np.ndarray, dtype: type) -> np.ndarray:
         d, h, w = a.shape
-        return a.reshape(d, h // f, f, w // f, f).sum(axis=(2, 4), dtype=dtype)
+        return a.reshape(d // fz, fz, h // f, f, w // f, f).sum(axis=(1, 3, 5), dtype=dtype)
 
-    hu = block_sum(image.array[crop], np.float32) / np.float32(f * f)
-    half = f * f / 2.0
+    n = float(fz * f * f)
+    hu = block_sum(image.array[crop], np.float32) / np.float32(n)
     labels = np.zeros(hu.shape, dtype=np.uint8)
-    labels[block_sum(seg.lung_left[crop], np.int32) > half] = 1
-    labels[block_sum(seg.lung_right[crop], np.int32) > half] = 2
+    labels[block_sum(seg.lung_left[crop], np.int32) > n / 2] = 1
+    labels[block_sum(seg.lung_right[crop], np.int32) > n / 2] = 2
     smooth = ndimage.gaussian_filter(hu, sigma=(0.0, 0.7, 0.7))
-    spacing = image.spacing * np.array([1.0, f, f])
-    return _Grid(np.array([z0, y0, x0]), f, spacing, hu, smooth, labels)
+    return _Grid(start, factors, image.spacing * factors, hu, smooth, labels)
 
 
 def _cavity(lungs: np.ndarray) -> np.ndarray:
@@ -387,16 +388,12 @@ def _full_mask(image: Image, grid: _Grid, pieces: np.ndarray, cavity: np.ndarray
     pad = int(np.ceil(WALL_MM / float(grid.spacing[1])))
     sl = (box[0], slice(max(box[1].start - pad, 0), box[1].stop + pad),
           slice(max(box[2].start - pad, 0), box[2].stop + pad))
-    f = grid.factor
-    z0, y0, x0 = grid.offset
-    full_sl = (slice(z0 + sl[0].start, z0 + sl[0].stop),
-               slice(y0 + sl[1].start * f, y0 + sl[1].stop * f),
-               slice(x0 + sl[2].start * f, x0 + sl[2].stop * f))
-    region = np.repeat(np.repeat(grown[sl], f, axis=1), f, axis=2)
-    core_w = np.repeat(np.repeat(own[sl], f, axis=1), f, axis=2)
+    full_sl = grid.image_slices(sl)
+    region = grid.up(grown[sl])
+    core_w = grid.up(own[sl])
     hu = ndimage.gaussian_filter(image.array[full_sl].astype(np.float32), sigma=(0.0, 0.5, 0.5))
     lung = (grid.lungs[sl] > 0) & (pieces[sl] == 0)
-    lung_full = np.repeat(np.repeat(lung, f, axis=1), f, axis=2)
+    lung_full = grid.up(lung)
     core = float(np.percentile(hu[core_w], 75))
     around = float(np.median(hu[lung_full])) if lung_full.any() else -850.0
     edge = 0.5 * (core + min(around, core - 100.0))
@@ -600,7 +597,7 @@ def detect_lung_lesions(image: Image, seg: ChestSegmentation) -> list[Finding]:
 
 def _parameters() -> dict[str, Any]:
     return {
-        "work_mm": WORK_MM, "wall_mm": WALL_MM, "open_max_mm": OPEN_MAX_MM, "solid_in_lung_hu": SOLID_IN_LUNG_HU,
+        "work_mm": WORK_MM, "work_z_mm": WORK_Z_MM, "wall_mm": WALL_MM, "open_max_mm": OPEN_MAX_MM, "solid_in_lung_hu": SOLID_IN_LUNG_HU,
         "solid_out_lung_hu": SOLID_OUT_LUNG_HU, "ggo_hu": GGO_HU, "bone_hu": BONE_HU,
         "dynamics": DYNAMICS, "min_lung_contact": MIN_LUNG_CONTACT, "min_blobness": MIN_BLOBNESS,
         "wall_share": WALL_SHARE, "min_wall_blobness": MIN_WALL_BLOBNESS,
