@@ -89,6 +89,17 @@ def test_sides_follow_the_patient_frame_not_the_array(phantom) -> None:  # type:
         assert xl > xr
 
 
+def test_a_single_lung_keeps_its_side() -> None:
+    """After a right pneumonectomy (right lung replaced by fluid): all lung is the left one."""
+    image, truth = synthetic_chest()
+    array = image.array.copy()
+    array[truth["lung_right"]] = 20
+    seg = segment_chest(image.replace(array=array))
+    assert seg.volume_ml("lung_right") == 0.0
+    assert seg.volume_ml("lung_left") == pytest.approx(
+        4.0 / 3.0 * np.pi * np.prod(LUNG_AXES) / 1000.0, rel=0.03)
+
+
 def test_zones_split_each_lung_in_thirds_of_its_height(phantom) -> None:  # type: ignore[no-untyped-def]
     image, _, seg = phantom
     zc = (SHAPE[0] - 1) / 2.0

@@ -2,35 +2,42 @@
 
 The method (classical; every threshold is a physical quantity, see docs/protocols/chest_ct.md):
 
-1. **Working grid.**  The chest (the lungs' box plus 15 mm) is block-averaged in-plane to about
-   :data:`WORK_MM` mm pixels (slices kept) and lightly smoothed: fast, and CT noise drops.
+1. **Working grid.**  The chest (the lungs' box plus 15 mm) is block-averaged to about
+   :data:`WORK_MM` mm pixels and, for thin slices, :data:`WORK_Z_MM` mm slices, then lightly
+   smoothed in-plane: fast, and CT noise drops.
 2. **Thoracic cavity.**  Per slice, the convex hull of both lungs: it holds the lungs, what touches
    them (pleura, mediastinum) and lesions that push the lung away, but not the chest wall outside.
 3. **Tissue.**  In the cavity, solid tissue: above :data:`SOLID_IN_LUNG_HU` inside the lung mask,
    above :data:`SOLID_OUT_LUNG_HU` outside it (fat, at about -100 HU, then parts the mediastinal
    organs), and below :data:`BONE_HU`.  Ground-glass opacities (between :data:`GGO_HU` and
-   the solid threshold) inside the lung are a second kind of candidate.
+   the solid threshold) inside the lung that touch no solid tissue are a second kind of candidate.
 4. **Split into blobs.**  The distance to the tissue's edge is computed (mm) and the tissue split by
    a watershed from its local maxima; neighbouring pieces whose saddle is nearly as deep as the
    lower peak (less than :data:`DYNAMICS` of it) are merged back.  A nodule fused to a vessel, or a
    mass pressed on the aorta or the chest wall, so becomes its own piece.
 5. **False-positive reduction**, per piece:
 
-   * *lung contact*: the share of its surface that faces lung (:data:`MIN_LUNG_CONTACT`); the
+   * *lung contact*: at least :data:`MIN_LUNG_CONTACT` of its surface faces lung; the
      mediastinum, chest wall and diaphragm face mostly other tissue;
-   * *blob, not tube* (Hessian): at the piece's own scale, the eigenvalues of the image Hessian at
-     its centre are all negative and the smallest in magnitude is at least :data:`MIN_BLOBNESS` of
-     the largest (a sphere gives 1, a vessel about 0);  for pieces larger than
-     :data:`HESSIAN_MAX_MM` (masses, whose intensity profile is shaped by what they touch) the
-     piece's own shape is judged instead: its thickness (twice the largest inscribed radius) must
-     be at least :data:`MIN_COMPACTNESS` of its equivalent-sphere diameter;
+   * *blob, not tube* (Hessian), for nodule-sized pieces (up to :data:`HESSIAN_MAX_MM`): at the
+     piece's own scale the eigenvalues of the Hessian at its centre are all negative and the
+     smallest in magnitude is at least :data:`MIN_BLOBNESS` of the largest (a ball gives 1, a
+     vessel about 0).  The Hessian is taken on the lung's view of the chest (tissue outside the
+     hull set to lung), so a nodule on the pleura is judged by its own shape: a half ball, which
+     needs only :data:`MIN_WALL_BLOBNESS`;
+   * *compact*, for masses (whose intensity profile is shaped by what they press on): thickness
+     (twice the largest inscribed radius) at least :data:`MIN_COMPACTNESS` of the
+     equivalent-sphere diameter;
+   * *solid, not branching*: the outline fills at least :data:`MIN_SOLIDITY` of its convex hull
+     (the vessel tree at the hilum does not);
    * *size*: a long axis from :data:`MIN_DIAMETER_MM` to :data:`MAX_DIAMETER_MM`;
-   * *not the diaphragm*: a piece whose footprint continues into solid tissue on the slice below
-     the lung base is the dome of the liver or spleen cut by a slice.
+   * *not the diaphragm*: a piece whose footprint continues into solid tissue on the slice below,
+     with no lung under it, is the dome of the liver or spleen cut by a slice.
 
 6. **Outline and measurements** on the full-resolution image: the piece, grown into the partial-
    volume rim (not into neighbouring tissue pieces), cut at the half-way HU between the lesion's
-   core and the lung around it; :func:`medimg.quantify.lesion.lesion_measurements` measures it.
+   core and the lung around it, trimmed of vessel stubs (nodules only), with the tissue it
+   encloses against bone; :func:`medimg.quantify.lesion.lesion_measurements` measures it.
 7. **Probability**: a product of smooth memberships of the criteria above (see
    :func:`_probability`); it orders the findings and is **not calibrated against pathology**.
 """

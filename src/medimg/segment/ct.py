@@ -287,7 +287,8 @@ def _grow_airways(image: Image, seed: tuple[int, int, int], lungs: np.ndarray,
     return out, best_thr
 
 
-def _assign_sides(image: Image, lungs: np.ndarray, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _assign_sides(image: Image, lungs: np.ndarray, body: np.ndarray,
+                  notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Split lung air into (left, right) masks; see the module docstring."""
     if not lungs.any():
         return np.zeros_like(lungs), np.zeros_like(lungs)
@@ -321,7 +322,7 @@ def _assign_sides(image: Image, lungs: np.ndarray, notes: list[str]) -> tuple[np
                 break
     if markers.max() < 2:
         # One lung in view, or two that never part: decide by the side of each voxel.
-        return _split_at_midline(image, lungs, notes)
+        return _split_at_midline(image, lungs, body, notes)
     # Which marker is the patient's left: the one with the larger LPS x.
     c1 = np.array(ndimage.center_of_mass(markers == 1)) + offset
     c2 = np.array(ndimage.center_of_mass(markers == 2)) + offset
@@ -356,25 +357,25 @@ def _grow_back(markers: np.ndarray, mask: np.ndarray, iterations: int) -> None:
             markers[grow] = lab
 
 
-def _split_at_midline(image: Image, lungs: np.ndarray,
+def _split_at_midline(image: Image, lungs: np.ndarray, body: np.ndarray,
                       notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sides by the body's midline (LPS x of the body's centre): one lung when nearly all of the
+    lung air lies on one side of it, otherwise the air is cut at the midline."""
     zyx = np.argwhere(lungs)
     x = _lateral_mm(image, zyx)
-    body_mid = float(np.median(x))
-    spread = float(np.percentile(x, 95) - np.percentile(x, 5))
+    body_zyx = np.argwhere(body[:, ::4, ::4]) * np.array([1, 4, 4])
+    midline = float(np.median(_lateral_mm(image, body_zyx))) if body_zyx.size else float(np.median(x))
+    is_left = x > midline
     left = np.zeros_like(lungs)
     right = np.zeros_like(lungs)
-    if spread < 120.0:
-        # One lung only (an adult hemithorax is under ~120 mm wide): all on one side.
-        centre = image.index_to_patient(np.array(lungs.shape) / 2.0 - 0.5)[0]
-        target = left if body_mid > centre else right
-        target[lungs] = True
-        notes.append("one lung in view; its side is taken from its position in the image")
+    share = float(is_left.mean())
+    if share >= 0.95 or share <= 0.05:
+        (left if share >= 0.95 else right)[lungs] = True
+        notes.append("one lung in view; its side is where it lies from the body's midline")
     else:
-        is_left = x > body_mid
         left[tuple(zyx[is_left].T)] = True
         right[tuple(zyx[~is_left].T)] = True
-        notes.append("the lungs did not part by erosion; split at their median left-right position")
+        notes.append("the lungs did not part by erosion; split at the body's midline")
     return left, right
 
 
@@ -449,7 +450,7 @@ def segment_chest(image: Image) -> ChestSegmentation:
     else:
         airways, airway_threshold = _grow_airways(image, seed, lung_air, smooth)
     ring = ndimage.binary_dilation(airways, structure=_CROSS) if airways.any() else airways
-    left_air, right_air = _assign_sides(image, lung_air & ~ring, notes)
+    left_air, right_air = _assign_sides(image, lung_air & ~ring, body, notes)
     left = _fill(left_air, image.spacing)
     right = _fill(right_air, image.spacing) & ~left
     left &= body & ~airways
