@@ -17,8 +17,8 @@ The method (classical; every threshold is a physical quantity, see docs/protocol
    mass pressed on the aorta or the chest wall, so becomes its own piece.
 5. **False-positive reduction**, per piece:
 
-   * *lung contact*: at least :data:`MIN_LUNG_CONTACT` of its surface faces lung; the
-     mediastinum, chest wall and diaphragm face mostly other tissue;
+   * *lung contact*: at least :data:`MIN_LUNG_CONTACT` of its surface inside the cavity faces
+     lung; the mediastinum and the diaphragm face mostly other tissue;
    * *blob, not tube* (Hessian), for nodule-sized pieces (up to :data:`HESSIAN_MAX_MM`): at the
      piece's own scale the eigenvalues of the Hessian at its centre are all negative and the
      smallest in magnitude is at least :data:`MIN_BLOBNESS` of the largest (a ball gives 1, a
@@ -340,7 +340,10 @@ def _candidates(grid: _Grid, inferior_step: int
     occupied = pieces > 0
     lung_side = ndimage.binary_dilation(lungs, structure=np.ones((1, 3, 3), bool),
                                         iterations=2) & ~occupied
-    (contact, on_wall), attached = _face_shares(pieces, [lung_side, ~cavity], grid.spacing)
+    (lung_share, on_wall), attached = _face_shares(pieces, [lung_side, ~cavity], grid.spacing)
+    # The hull's edge is where the analysis stops, not anatomy: lung contact is measured on the
+    # surface inside the cavity (a lesion on the chest wall is not penalised for its wall side).
+    contact = lung_share / np.maximum(1.0 - on_wall, 1e-9)
     n = int(pieces.max())
     counts = np.bincount(pieces.reshape(-1), minlength=n + 1)
     eq_d = (6.0 * counts * float(np.prod(grid.spacing)) / np.pi) ** (1.0 / 3.0)
