@@ -241,6 +241,9 @@ def _face_shares(pieces: np.ndarray, sides: list[np.ndarray], spacing: np.ndarra
     """Per piece: the share of its surface area facing each mask of ``sides``, and the share
     facing other pieces."""
     n = int(pieces.max())
+    # One empty layer around, so that faces at the array's border see nothing (np.roll wraps).
+    pieces = np.pad(pieces, 1)
+    sides = [np.pad(side, 1) for side in sides]
     area = np.array([spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1]])
     total = np.zeros(n + 1)
     facing = [np.zeros(n + 1) for _ in sides]
