@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ..jsonable import plain
 
 __all__ = ["STATUSES", "Check", "QualityReport", "Status"]
 
@@ -15,22 +16,7 @@ _RANK = {"pass": 0, "warn": 1, "fail": 2}
 
 
 def _plain(value: Any) -> Any:
-    """JSON-friendly: numpy scalars to Python, NaN/inf to None, tuples to lists."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not math.isfinite(f):
-        return None
-    if isinstance(value, int) or (hasattr(value, "dtype") and "int" in str(value.dtype)):
-        return int(f)
-    return round(f, 6)
+    return plain(value, digits=6)
 
 
 @dataclass

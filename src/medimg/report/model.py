@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..jsonable import plain as _plain
 from ..quality.report import QualityReport
 
 __all__ = [
@@ -249,20 +250,3 @@ class Report:
             "disclaimer": self.disclaimer,
         }
 
-
-def _plain(value: Any) -> Any:
-    """JSON-friendly: numpy to Python, tuples to lists, NaN/inf to None."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return f if np.isfinite(f) else None
-    return str(value)
