@@ -67,17 +67,20 @@ class Model:
         with torch.inference_mode():
             return torch.stack([m(x) for m in self.members])
 
-    def predict_proba(self, x: Any, batch_size: int = 512) -> np.ndarray:
-        """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs."""
+    def predict_proba(self, x: Any, batch_size: int = 4096) -> np.ndarray:
+        """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs: the mean over
+        members of ``softmax(logits / temperature)``."""
         import torch
 
-        from ..train.metrics import softmax
-
-        x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        self._check_batch(x)
-        z = np.concatenate([self.logits(x[i:i + batch_size]).numpy()
-                            for i in range(0, len(x), batch_size)], axis=1)
-        return softmax(z, self.temperature).mean(axis=0)
+        t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        self._check_batch(t)
+        k = len(self.members)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(t), batch_size):
+                xb = t[i:i + batch_size]
+                out.append(sum(torch.softmax(m(xb) / self.temperature, 1) for m in self.members) / k)
+        return torch.cat(out).numpy().astype(np.float64)
 
     def positive_proba(self, x: Any) -> np.ndarray:
         return self.predict_proba(x)[:, self.contract.positive_class]

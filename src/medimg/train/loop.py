@@ -248,7 +248,7 @@ def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | 
                     "scheduler": sched.state_dict(), "epoch": epoch, "history": json.dumps(history),
                     "best": best, "best_model": best_state}, ckpt)
     return {"seed": seed, "best_state": best_state, "last_state": net.state_dict(),
-            "history": history, "best": best, "transfer": transfer}
+            "history": history, "best": best, "transfer": transfer, "first_new": start}
 
 
 _LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_auc", "val_accuracy", "val_f1", "lr", "best",
@@ -326,7 +326,12 @@ def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress
         info.update(operating_point={"rule": "max F1 on validation" if cal["operating_point"] != "fixed"
                                      else "fixed", "threshold": thr, "chosen_on": "validation images"})
     seconds = time.perf_counter() - t_start
-    info["training_seconds"] = round(seconds, 1)
+    # Members may have been trained by earlier or parallel processes (resume): count the time of
+    # every epoch as logged, plus this run's data loading and calibration.
+    epoch_seconds = sum(float(r.get("seconds", 0.0)) for m in members for r in m["history"])
+    info["training_seconds"] = round(epoch_seconds + seconds - sum(
+        float(r.get("seconds", 0.0)) for m in members for r in m["history"][m["first_new"]:]), 1)
+    info["epoch_seconds"] = round(epoch_seconds, 1)
     info["threads"] = torch.get_num_threads()
     info["val_metrics"] = val_metrics
     info["member_best_val"] = [m["best"] for m in members]
