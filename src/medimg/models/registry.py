@@ -104,8 +104,9 @@ class Model:
     def _check_batch(self, x: Any) -> None:
         want = self.contract.in_channels
         if x.ndim != 4 or x.shape[1] != want:
-            msg = (f"model {self.name!r}: input of shape {tuple(x.shape)}; expected (n, {want}, y, x) "
-                   f"({self.contract.channels})")
+            got = x.shape[1] if x.ndim == 4 else "?"
+            msg = (f"model {self.name!r}: input of shape {tuple(x.shape)} has {got} channel(s); "
+                   f"expected (n, {want}, y, x) ({self.contract.channels})")
             raise ContractError(msg)
         if self.contract.size is not None and tuple(x.shape[-2:]) != tuple(self.contract.size):
             msg = (f"model {self.name!r}: input is {tuple(x.shape[-2:])} pixels; the model takes "
