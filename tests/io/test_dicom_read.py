@@ -512,3 +512,21 @@ def _strip(value: object) -> object:
     if isinstance(value, list):
         return [_strip(v) for v in value]
     return value
+
+
+def test_parallel_index_equals_serial(monkeypatch: pytest.MonkeyPatch, data_dir: Path,
+                                      pydicom_data_dir: Path) -> None:
+    """The worker-process index gives the same series, records and errors as the in-process one."""
+    import medimg.io.dicom_index as dicom_index
+
+    paths = [data_dir / "ct" / "lung-pet-ct-dx-A0001", pydicom_data_dir]
+    serial = dicom_index.index_paths(paths, workers=1)
+    monkeypatch.setattr(dicom_index, "_PARALLEL_MIN_FILES", 1)
+    parallel = dicom_index.index_paths(paths, workers=2)
+    assert parallel.files_seen == serial.files_seen
+    assert [str(e) for e in parallel.errors] == [str(e) for e in serial.errors]
+    assert [s.key for s in parallel.series] == [s.key for s in serial.series]
+    for a, b in zip(parallel.series, serial.series, strict=True):
+        assert [r.path for r in a.instances] == [r.path for r in b.instances]
+        assert [r.frame_geometry for r in a.instances] == [r.frame_geometry for r in b.instances]
+        assert [r.pixel_offset for r in a.instances] == [r.pixel_offset for r in b.instances]

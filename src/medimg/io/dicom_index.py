@@ -893,7 +893,10 @@ def _safe_record(path: str) -> InstanceRecord | InputError:
         return exc
 
 
-_PARALLEL_MIN_FILES = 48
+# Below this many files the header index runs in this process: forking workers (tens of ms once
+# torch is loaded) and sending records back costs more than it saves (measured in
+# benchmarks/series_load.py: 64 CT files index faster with one worker).
+_PARALLEL_MIN_FILES = 200
 
 
 def _map_records(files: list[str], workers: int | None) -> Iterable[InstanceRecord | InputError]:
