@@ -60,7 +60,8 @@ def _table(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 
 def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, limits: str,
-         bars: str = "", notes: str = "", data_label: str | None = None) -> Path:
+         bars: str = "", notes: str = "", data_label: str | None = None,
+         command: str = "") -> Path:
     """Copy ``model_file`` to the package as ``name``, evaluate it on ``data``/``split``, write its card."""
     from ..train.config import resolve_data_path
     from ..train.evaluate import evaluate
@@ -102,7 +103,8 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         f"- data: `{data_label or data}`; trained on split `{info.get('config', {}).get('data', {}).get('train_split', 'train')}` "
         f"({info.get('n_train')} samples), calibrated and operating point chosen on "
         f"`{info.get('config', {}).get('data', {}).get('val_split', 'val')}` ({info.get('n_val')} samples); "
-        f"reported on `{split}` ({res['n']} samples), never used for any choice.",
+        f"reported on `{split}` ({res['n']} samples), never used to choose weights, calibration or "
+        "the operating point.",
         "",
         "## Model",
         f"- architecture: `{model.arch}` {json.dumps(model.arch_kwargs)} (MONAI blocks), "
@@ -114,9 +116,9 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         f"- weights file: `medimg/models/weights/{name}.pt`, {size_kib:.0f} KiB (float16)",
         "",
         "## Training",
-        f"- command: `{info.get('command') or 'see configs/' + name + '.toml'}`",
-        f"- time: {info.get('training_seconds', 0) / 60:.1f} min wall-clock on a shared 2-core CPU, "
-        f"{info.get('threads')} torch thread(s) per process (members may have run in parallel processes)",
+        f"- command: `{command or info.get('command') or 'see configs/' + name + '.toml'}`",
+        f"- time: {info.get('training_seconds', 0) / 60:.1f} min of CPU training, summed over every "
+        "member's epochs (a shared 2-core machine, one torch thread per member process)",
         f"- transfer: {json.dumps(info.get('transfer')) if info.get('transfer') else 'none (trained from scratch)'}",
         "",
         "## Validation metrics (used for model selection)",
@@ -149,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limits", required=True)
     ap.add_argument("--bars", default="")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--command", default="", help="the training command(s), if not the recorded one")
     a = ap.parse_args(argv)
     print(ship(Path(a.model_file), a.name, a.data, a.split, intended=a.intended, limits=a.limits,
-               bars=a.bars, notes=a.notes))
+               bars=a.bars, notes=a.notes, command=a.command))
     return 0
 
 
