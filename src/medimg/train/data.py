@@ -131,16 +131,19 @@ def _class_folder(root: Path, split: str, dcfg: dict[str, Any]) -> tuple[list[Pa
         base = _split_dir(root, split) if _has_split_dirs(root) else root
     if base is None:
         raise InputError(root, f"has no {split!r} folder", "add it or drop the split folders")
-    classes = dcfg.get("classes") or sorted(p.name for p in base.iterdir() if p.is_dir())
+    folders = {p.name.lower(): p.name for p in base.iterdir() if p.is_dir()}
+    classes = dcfg.get("classes") or sorted(folders.values())
     if len(classes) < 2:
         msg = "needs at least two class subfolders (e.g. normal/, pneumonia/)"
         raise InputError(base, msg, "put each class's images in its own subfolder")
     paths: list[Path] = []
     labels: list[int] = []
     for i, c in enumerate(classes):
-        if not (base / c).is_dir():
-            raise InputError(base, f"has no class folder {c!r}", "check data.classes")
-        files = _images_in(base / c)
+        name = folders.get(str(c).lower())  # NORMAL/ and normal/ are the same class
+        if name is None:
+            msg = f"has no class folder {c!r} (folders: {', '.join(sorted(folders.values())) or 'none'})"
+            raise InputError(base, msg, "name the class folders as the model's classes")
+        files = _images_in(base / name)
         paths += files
         labels += [i] * len(files)
     y = np.array(labels, dtype=np.int64)
