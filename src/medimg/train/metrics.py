@@ -15,6 +15,7 @@ the 2.5 and 97.5 percentiles.  Each figure ``m`` comes with ``m_ci: [low, high]`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -193,7 +194,9 @@ def _hd95(pred: np.ndarray, gt: np.ndarray) -> float:
         return float("nan")
     p = torch.from_numpy(pred[None, None].astype(np.float32))
     g = torch.from_numpy(gt[None, None].astype(np.float32))
-    return float(compute_hausdorff_distance(p, g, percentile=95).item())
+    with warnings.catch_warnings():  # MONAI 1.5+ warns about its own internal argument
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(compute_hausdorff_distance(p, g, percentile=95).item())
 
 
 def segmentation_metrics(probs: list[np.ndarray], masks: list[np.ndarray], fovs: list[np.ndarray],
