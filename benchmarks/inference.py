@@ -8,7 +8,8 @@ for the vessel U-Net: MONAI sliding-window inference per member) and (b) the sam
 directly with MONAI and driven by hand with the same calls (``torch.inference_mode``, softmax /
 sigmoid, ``monai.inferers.sliding_window_inference``).  Input preparation (resizing, normalisation)
 is done once beforehand for both, so the figures compare the inference path only.  The table shows
-images per second (best of N repeats, to be robust to other load on a shared machine) and the ratio
+images per second (best of N repeats, medimg and plain measured alternately, to be robust to
+other load on a shared machine) and the ratio
 medimg / plain: the goal is >= 0.95 (the wrapper costs nothing measurable).  Nothing is asserted.
 """
 
@@ -63,14 +64,21 @@ def _plain_nets(model):  # the same architecture and weights, straight from MONA
     return nets
 
 
-def _best(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _compare(wrapped, raw, repeats: int) -> tuple[float, float]:
+    """Best time of each, measured alternately (a burst of load elsewhere hits both alike)."""
+    wrapped()  # warm-up
+    raw()
+    tw, tr = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        tw.append(_timed(wrapped))
+        tr.append(_timed(raw))
+    return min(tw), min(tr)
 
 
 def main() -> None:
@@ -131,8 +139,7 @@ def main() -> None:
                 return out
 
             count = len(imgs)
-        tw = _best(wrapped, a.repeats)
-        tr = _best(raw, a.repeats)
+        tw, tr = _compare(wrapped, raw, a.repeats)
         rows.append([name, str(count), f"{count / tw:.1f}", f"{count / tr:.1f}", f"{tr / tw:.3f}",
                      "yes" if tr / tw >= GOAL_RATIO else "NO"])
     print(f"CPU inference, {a.threads} thread(s), best of {a.repeats} (images per second)")
