@@ -75,11 +75,12 @@ class Model:
         t = torch.as_tensor(np.asarray(x, dtype=np.float32))
         self._check_batch(t)
         k = len(self.members)
-        out = []
+        out: list[torch.Tensor] = []
         with torch.inference_mode():
             for i in range(0, len(t), batch_size):
                 xb = t[i:i + batch_size]
-                out.append(sum(torch.softmax(m(xb) / self.temperature, 1) for m in self.members) / k)
+                probs = torch.stack([torch.softmax(m(xb) / self.temperature, 1) for m in self.members])
+                out.append(probs.sum(0) / k)
         return torch.cat(out).numpy().astype(np.float64)
 
     def positive_proba(self, x: Any) -> np.ndarray:
