@@ -171,3 +171,45 @@ def test_config_naming_a_missing_dataset_is_one_clear_error(tmp_path: Path, caps
     assert main(["train", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no/such/data.npz" in err
+
+
+def test_segmentation_from_an_unseen_images_and_masks_folder(data_dir: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    from PIL import Image
+
+    from medimg.io import read
+
+    drive = data_dir / "retina" / "drive" / "training"
+    for d in ("images", "masks"):
+        (tmp_path / "seg" / d).mkdir(parents=True)
+    for i in range(21, 27):  # 128x128 crops of six DRIVE training images, as PNG
+        img = read(drive / "images" / f"{i}_training.tif").array[0][200:328, 200:328]
+        m = read(drive / "1st_manual" / f"{i}_manual1.gif").array[0][200:328, 200:328]
+        Image.fromarray(img).save(tmp_path / "seg" / "images" / f"case{i}.png")
+        Image.fromarray(m).save(tmp_path / "seg" / "masks" / f"case{i}_label.png")
+    cfg = tmp_path / "seg.toml"
+    cfg.write_text(f"""
+name = "seg-test"
+task = "segmentation"
+[data]
+path = "{tmp_path / 'seg'}"
+channels = "rgb"
+normalise = "zscore"
+val_fraction = 0.34
+[model]
+arch = "unet"
+channels = [4, 8, 16]
+[train]
+epochs = 2
+steps_per_epoch = 3
+batch_size = 4
+patch_size = [32, 32]
+roi_size = [64, 64]
+""")
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert main(["evaluate", str(tmp_path / "run" / "model.pt"), str(tmp_path / "seg"), "--json",
+                 "--boot", "20"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 6 and {"f1", "f1_ci", "auc", "auc_ci", "dice", "hd95"} <= out.keys()
