@@ -12,8 +12,8 @@ from .model import (
     Provenance,
     Recommendation,
     Report,
-    StudyInfo,
     Structure,
+    StudyInfo,
     Triage,
 )
 
