@@ -398,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="folder for report.json, report.html, report.pdf, sr.dcm, seg.dcm, fhir.json")
     p.add_argument("--protocol", type=_protocol_name,
-                   help="use this protocol (chest_ct) instead of routing by the DICOM headers")
+                   help="use this protocol (chest_ct, chest_xray, breast_us, retina) instead of "
+                        "routing by the DICOM headers; needed for a PNG/JPEG/TIFF photograph")
     p.add_argument("--series", help="Series Instance UID (or key from `medimg info`) to analyse "
                                     "instead of choosing one")
     p.add_argument("--prior", action="append", metavar="PATH",

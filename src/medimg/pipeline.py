@@ -28,6 +28,7 @@ from .errors import InputError, MedimgError, NotDicomError
 from .image import Image
 from .protocols import (
     PROTOCOLS,
+    SINGLE_IMAGE,
     SeriesFacts,
     compare_reason,
     orientation_of,
@@ -62,6 +63,9 @@ CONTEXTS: dict[str, dict[str, bool]] = {
     "known-cancer": {"screening": False, "known_cancer": True},
     "immunocompromised": {"screening": False, "immunocompromised": True},
 }
+
+#: The modality given to a non-DICOM image file analysed with a 2-D protocol.
+_FILE_MODALITY = {"chest_xray": "DX", "breast_us": "US", "retina": "OP"}
 
 
 @dataclass
@@ -166,6 +170,7 @@ def series_facts(entry: Any) -> SeriesFacts:
         problem=problem,
         study_date=str(meta.get("study_date", "")),
         study_instance_uid=entry.study_instance_uid,
+        colour=int(getattr(first, "samples_per_pixel", 1) or 1) > 1,
     )
 
 
@@ -467,8 +472,14 @@ def analyze(
         return case_report(case), None
 
     if not is_dicom_path(source):
+        if protocol in SINGLE_IMAGE:  # a photograph (PNG/JPEG/TIFF) said to be this kind of image
+            from .protocols.learned import analyze_image
+
+            return analyze_image(source, protocol, modality=_FILE_MODALITY[protocol])
         return refused(f"{source} is not DICOM: medimg analyze routes a study by its DICOM "
-                       f"attributes; give the DICOM study it came from")
+                       f"attributes, and an image file has none; give the DICOM study it came "
+                       f"from, or for a 2-D photograph (PNG/JPEG/TIFF) pass --protocol "
+                       f"{', '.join(SINGLE_IMAGE)} to say what it shows")
     t0 = time.perf_counter()
     idx = index(source, workers=workers)
     timings["index"] = time.perf_counter() - t0

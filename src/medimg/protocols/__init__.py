@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..quality import PROTOCOLS as QUALITY_REQUIREMENTS
 from ..quality.checks import sharp_kernel
-from . import chest_ct
+from . import breast_us, chest_ct, chest_xray, retina
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..pipeline import Case
@@ -32,7 +32,13 @@ Step = Callable[["Case"], "Case"]
 #: Protocol name -> its steps, in order.
 PROTOCOLS: dict[str, list[Step]] = {
     "chest_ct": chest_ct.STEPS,
+    "chest_xray": chest_xray.STEPS,  # 2-D protocols with learned models (docs/protocols-2d.md)
+    "breast_us": breast_us.STEPS,
+    "retina": retina.STEPS,
 }
+
+#: The protocols that analyse one 2-D image (not a volume).
+SINGLE_IMAGE = ("chest_xray", "breast_us", "retina")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,13 @@ class Route:
         The orientation analysed (``"axial"``): other reformats of the same data are not chosen.
     prefer_sharp_kernel:
         Prefer a sharp (lung) reconstruction kernel among otherwise equal series.
+    single_image:
+        The protocol analyses one 2-D image (one frame), not a volume; orientation is not checked.
+    region_required:
+        Modalities whose series are routed only when a region word is present (an ultrasound that
+        does not say breast is never given to the breast model).
+    grey_when_unnamed:
+        With no region named, route only a single-frame grey image.
     """
 
     modalities: tuple[str, ...]
@@ -63,7 +76,14 @@ class Route:
     max_slices: int
     orientation: str = "axial"
     prefer_sharp_kernel: bool = False
+    single_image: bool = False
+    region_required: tuple[str, ...] = ()
+    grey_when_unnamed: bool = False
 
+
+_NOT_CHEST = ("HEAD", "BRAIN", "SKULL", "NECK", "ABDOMEN", "ABD", "PELVIS", "LIVER", "KIDNEY",
+              "SPINE", "KNEE", "HIP", "EXTREMIT", "ANKLE", "SHOULDER", "SINUS", "ORBIT", "HAND",
+              "WRIST", "FOOT", "ELBOW", "FEMUR", "HUMERUS", "BREAST", "MAMM")
 
 ROUTES: dict[str, Route] = {
     "chest_ct": Route(
@@ -75,6 +95,25 @@ ROUTES: dict[str, Route] = {
         min_slices=QUALITY_REQUIREMENTS["chest_ct"].min_slices,
         max_slices=2000,  # about 1.6 GB of float32 at 512 x 512: the memory budget of one analysis
         prefer_sharp_kernel=True,  # a lung kernel shows nodule margins best
+    ),
+    "chest_xray": Route(
+        modalities=("CR", "DX", "DR"),
+        region_words=("CHEST", "THORAX", "THORAC", "LUNG", "PULM", "TORAX", "THX", "CXR"),
+        other_region_words=_NOT_CHEST,
+        min_slices=1, max_slices=1, orientation="", single_image=True, grey_when_unnamed=True,
+    ),
+    "breast_us": Route(
+        modalities=("US",),
+        region_words=("BREAST", "MAMM"),
+        other_region_words=(),
+        min_slices=1, max_slices=1, orientation="", single_image=True, region_required=("US",),
+    ),
+    "retina": Route(
+        modalities=("OP", "XC"),
+        region_words=("FUNDUS", "RETINA", "RETINAL", "EYE", "OPHTHALM"),
+        other_region_words=("SKIN", "WOUND", "DERM", "ORAL", "DENT", "ENDOSC"),
+        # OP is ophthalmic photography; XC (any external camera) must say it is a fundus photograph
+        min_slices=1, max_slices=1, orientation="", single_image=True, region_required=("XC",),
     ),
 }
 
@@ -100,6 +139,7 @@ class SeriesFacts:
     problem: str = ""  # why the series cannot be loaded at all ("" when it can)
     study_date: str = ""
     study_instance_uid: str = ""
+    colour: bool = False  # more than one sample per pixel (RGB, YBR)
 
     @property
     def label(self) -> str:
@@ -140,10 +180,13 @@ def _words(text: str, words: tuple[str, ...]) -> list[str]:
 def route(facts: SeriesFacts) -> tuple[str | None, str]:
     """The protocol a series is for, from its headers, and why (``None``: no protocol fits)."""
     reasons = []
+    wrong_modality = []
+    modality = facts.modality.upper()
     for name, r in ROUTES.items():
-        if facts.modality.upper() not in r.modalities:
-            reasons.append(f"{name} needs {'/'.join(r.modalities)}, this is {facts.modality}")
+        if modality not in r.modalities:
+            wrong_modality.append(f"{name} needs {'/'.join(r.modalities)}, this is {facts.modality}")
             continue
+        region = r.region_words[0].lower()
         ours = _words(facts.text, r.region_words)
         others = _words(facts.text, r.other_region_words)
         if ours:
@@ -151,11 +194,22 @@ def route(facts: SeriesFacts) -> tuple[str | None, str]:
                           f"descriptions")
         if others:
             reasons.append(f"{name}: the headers name another region "
-                           f"({', '.join(others).lower()}) and not the chest")
+                           f"({', '.join(others).lower()}) and not the {region}")
+            continue
+        if modality in r.region_required:
+            reasons.append(f"{name}: a {facts.modality} image is given to the {name} model only when "
+                           f"Body Part Examined or a description says {region} (body part "
+                           f"'{facts.body_part or 'none'}', no description names it); pass "
+                           f"--protocol {name} if it is one")
+            continue
+        if r.grey_when_unnamed and (facts.slices != 1 or facts.colour):
+            what = "a colour image" if facts.colour else f"{facts.slices} frames"
+            reasons.append(f"{name}: the headers name no region and this is {what}, not one grey "
+                           f"radiograph; pass --protocol {name} if it is a chest radiograph")
             continue
         return name, (f"{facts.modality}; the headers name no region (body part "
                       f"'{facts.body_part or 'none'}'), so the image itself must confirm {name}")
-    return None, "; ".join(reasons) or "no protocol is defined for this series"
+    return None, "; ".join(reasons or wrong_modality) or "no protocol is defined for this series"
 
 
 def usable(facts: SeriesFacts, protocol: str) -> str | None:
@@ -167,6 +221,10 @@ def usable(facts: SeriesFacts, protocol: str) -> str | None:
         return f"{facts.modality}, not {'/'.join(r.modalities)}"
     if facts.localizer:
         return "a localizer (scout) image"
+    if r.single_image:
+        if facts.slices != 1:
+            return f"{facts.slices} frames/slices ({protocol} analyses one 2-D image)"
+        return None
     if facts.slices < 2:
         return f"a single slice, not a volume ({protocol} needs at least {r.min_slices} slices)"
     if facts.slices < r.min_slices:

@@ -13,6 +13,11 @@ sr         sr.dcm          complete analyses (points into seg.dcm when that is w
 fhir       fhir.json       always
 =========  ==============  ====================================================================
 
+The 2-D protocols (``chest_xray``, ``breast_us``, ``retina``) get report.json, report.html,
+report.pdf and fhir.json only: the SEG and SR writers place results in the source's Frame of
+Reference, which a single CR/DX/US/OP image or a photograph does not have (they refuse it), so these
+are skipped on purpose rather than failing the whole write.
+
 A refused analysis (``report.status == "refused"``) gets report.json, report.html, report.pdf and
 fhir.json, each saying why no analysis was done; no SR or SEG, since nothing was measured or
 segmented (asking for them explicitly is an error).
@@ -38,6 +43,8 @@ from .model import Report
 __all__ = ["FILENAMES", "FORMATS", "ReportWriteError", "default_formats", "write_report"]
 
 FORMATS = ("json", "html", "pdf", "seg", "sr", "fhir")
+#: Protocols whose reports have no SEG/SR by default (one 2-D image, no Frame of Reference).
+NO_DICOM_OUTPUTS = ("chest_xray", "breast_us", "retina")
 FILENAMES = {"json": "report.json", "html": "report.html", "pdf": "report.pdf", "seg": "seg.dcm",
              "sr": "sr.dcm", "fhir": "fhir.json"}
 
@@ -62,7 +69,7 @@ def _has_masks(report: Report) -> bool:
 
 def default_formats(report: Report, image: Image | None = None) -> list[str]:
     """The formats written when none are asked for (see the module docstring)."""
-    if report.status != "complete" or image is None:
+    if report.status != "complete" or image is None or report.protocol in NO_DICOM_OUTPUTS:
         return ["json", "html", "pdf", "fhir"]
     out = ["json", "html", "pdf"]
     if _has_masks(report):

@@ -402,9 +402,33 @@ def key_images(report: Report, image: Image) -> list[KeyImage]:
     if report.status != "complete":
         return []
     out: list[KeyImage] = []
+    if image.array.ndim == 4:  # a colour photograph (fundus): drawn as its luminance
+        rgb = image.array[..., :3].astype(np.float32)
+        image = image.replace(array=rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
     overview = render_overview(report, image)
     if overview is not None:
         out.append(overview)
     for f in report.findings:
         out.extend(render_finding(report, image, f))
+        out.extend(_evidence_images(f))
+    return out
+
+
+def _evidence_images(f: Finding) -> list[KeyImage]:
+    """A finding's saved heatmaps (e.g. the Grad-CAM overlay of a 2-D learned protocol), as shown."""
+    from pathlib import Path
+
+    out = []
+    for ev in f.evidence or []:
+        path = Path(str(ev.get("path", ""))) if isinstance(ev, dict) else None
+        if ev.get("kind") != "heatmap" or path is None or not path.is_file():
+            continue
+        png = path.read_bytes()
+        with PILImage.open(path) as im:
+            size = im.size
+        out.append(KeyImage(kind="heatmap", title=f"{ev.get('method', 'heatmap')} of {f.id}",
+                            caption=(f"Where model {ev.get('model', '')} looked for "
+                                     f"{ev.get('class') or f.kind} ({ev.get('method', 'heatmap')}); "
+                                     "it shows what drove the score, not a lesion outline."),
+                            png=png, slice_index=0, finding_id=f.id, size=size))
     return out
