@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..report.model import Code, Triage
-from .learned import classify, record, to_grey
+from .learned import check_quality, classify, record, to_grey
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import Case
@@ -39,15 +39,8 @@ def check_input(case: Case) -> Case:
 
 
 def quality(case: Case) -> Case:
-    from ..quality import assess
-
-    assert case.image is not None
-    case.quality = assess(case.image)
-    record(case, PROTOCOL, "quality", verdict=case.quality.verdict)
-    if case.quality.verdict == "fail":
-        failed = "; ".join(f"{c.name}: {c.reason}" for c in case.quality.checks if c.status == "fail")
-        case.stop("quality", f"the image failed the quality check ({failed})")
-    return case
+    # no quality protocol for breast ultrasound: the checks for the image's kind only
+    return check_quality(case, PROTOCOL, None, "ultrasound")
 
 
 def malignancy(case: Case) -> Case:

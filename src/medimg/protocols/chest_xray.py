@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..report.model import Code, Measurement, Provenance, Structure, Triage
-from .learned import _version, classify, record, to_grey
+from .learned import _version, check_quality, classify, record, to_grey
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import Case
@@ -47,15 +47,7 @@ def check_input(case: Case) -> Case:
 
 
 def quality(case: Case) -> Case:
-    from ..quality import assess
-
-    assert case.image is not None
-    case.quality = assess(case.image, protocol=PROTOCOL)
-    record(case, PROTOCOL, "quality", verdict=case.quality.verdict)
-    if case.quality.verdict == "fail":
-        failed = "; ".join(f"{c.name}: {c.reason}" for c in case.quality.checks if c.status == "fail")
-        case.stop("quality", f"the image failed the chest X-ray quality check ({failed})")
-    return case
+    return check_quality(case, PROTOCOL, PROTOCOL, "chest X-ray")
 
 
 def lung_fields(case: Case) -> Case:

@@ -49,6 +49,23 @@ def to_grey(image: Image) -> Image:
     return image.replace(array=grey).with_step("to_grey", weights="BT.601")
 
 
+def check_quality(case: Case, protocol: str, quality_protocol: str | None, what: str) -> Case:
+    """The quality step of a 2-D protocol: assess, record, and stop the case on a failure.
+
+    ``quality_protocol`` is the :mod:`medimg.quality` protocol to check against (None: checks for
+    the image's kind only); ``what`` names the image in the stop reason ("chest X-ray", ...).
+    """
+    from ..quality import assess
+
+    assert case.image is not None
+    case.quality = assess(case.image, protocol=quality_protocol)
+    record(case, protocol, "quality", verdict=case.quality.verdict)
+    if case.quality.verdict == "fail":
+        failed = "; ".join(f"{c.name}: {c.reason}" for c in case.quality.checks if c.status == "fail")
+        case.stop("quality", f"the image failed the {what} quality check ({failed})")
+    return case
+
+
 def output_dir(case: Case) -> Path:
     """Where evidence images go: ``case.notes["output_dir"]`` or a fresh temporary folder."""
     d = case.notes.get("output_dir")

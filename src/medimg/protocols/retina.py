@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..report.model import Code, Measurement, Provenance, Structure
-from .learned import _version, output_dir, record
+from .learned import _version, check_quality, output_dir, record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import Case
@@ -41,15 +41,7 @@ def check_input(case: Case) -> Case:
 
 
 def quality(case: Case) -> Case:
-    from ..quality import assess
-
-    assert case.image is not None
-    case.quality = assess(case.image, protocol=PROTOCOL)
-    record(case, PROTOCOL, "quality", verdict=case.quality.verdict)
-    if case.quality.verdict == "fail":
-        failed = "; ".join(f"{c.name}: {c.reason}" for c in case.quality.checks if c.status == "fail")
-        case.stop("quality", f"the image failed the fundus quality check ({failed})")
-    return case
+    return check_quality(case, PROTOCOL, PROTOCOL, "fundus")
 
 
 def field_of_view(case: Case) -> Case:
