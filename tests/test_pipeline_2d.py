@@ -21,7 +21,7 @@ def analyze(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def files(out: Path) -> set[str]:
-    return {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    return {p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
 
 
 def test_chest_cr_routes_to_chest_xray(pydicom_data_dir: Path, tmp_path: Path) -> None:
@@ -44,6 +44,11 @@ def test_chest_cr_routes_to_chest_xray(pydicom_data_dir: Path, tmp_path: Path) -
     assert "Grad-CAM (MONAI) of pneumonia-1" in html
     assert html.count("data:image/png;base64") >= 2  # overview and the Grad-CAM overlay
     assert files(out) == TWO_D_OUTPUTS  # no SEG/SR: a CR has no Frame of Reference
+    # the heatmap the finding points to is kept with the report, not in a temporary folder
+    (heatmap,) = [e for e in finding["evidence"] if e["kind"] == "heatmap"]
+    path = Path(heatmap["path"])
+    assert path.parent == out / "evidence" and path.is_file()
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fundus_photo_with_protocol_retina(data_dir: Path, tmp_path: Path) -> None:

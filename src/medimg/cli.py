@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -249,7 +250,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     src = Path(args.path)
     out = Path(args.output)
+    evidence = out / "evidence"  # OUT holds one analysis: no evidence left from an older one
+    if evidence.is_dir():
+        shutil.rmtree(evidence)
     report, image = analyze(src, protocol=args.protocol, priors=args.prior, series=args.series,
+                            evidence_dir=evidence,
                             context=args.context)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -417,6 +417,7 @@ def analyze(
     series: str | None = None,
     context: ClinicalContext | str | None = None,
     workers: int | None = None,
+    evidence_dir: PathLike | None = None,
 ) -> tuple[Report, Image | None]:
     """Analyse the study at ``path``: route, choose the series, run the protocol's steps.
 
@@ -437,6 +438,9 @@ def analyze(
         guidelines apply (their scope).  Age is also read from the DICOM header.
     workers:
         Processes for reading DICOM (default: the reader's).
+    evidence_dir:
+        Where protocols save evidence images (Grad-CAM heatmaps, probability maps) that findings
+        point to; default: a new temporary folder.  ``medimg analyze`` uses ``OUT/evidence``.
 
     Returns
     -------
@@ -475,7 +479,8 @@ def analyze(
         if protocol in SINGLE_IMAGE:  # a photograph (PNG/JPEG/TIFF) said to be this kind of image
             from .protocols.learned import analyze_image
 
-            return analyze_image(source, protocol, modality=_FILE_MODALITY[protocol])
+            return analyze_image(source, protocol, modality=_FILE_MODALITY[protocol],
+                                 output_dir=evidence_dir)
         return refused(f"{source} is not DICOM: medimg analyze routes a study by its DICOM "
                        f"attributes, and an image file has none; give the DICOM study it came "
                        f"from, or for a 2-D photograph (PNG/JPEG/TIFF) pass --protocol "
@@ -507,6 +512,8 @@ def analyze(
     timings["load"] = time.perf_counter() - t0
     case = Case(name, study, image, context_for(choice.entry, context), steps=steps,
                 timings=timings)
+    if evidence_dir is not None:
+        case.notes["output_dir"] = os.fspath(evidence_dir)
     if priors:
         t0 = time.perf_counter()
         for p in priors:
