@@ -107,6 +107,18 @@ def _study_ref(report: Report) -> dict[str, Any] | None:
             "display": report.study.study_description or "imaging study"}
 
 
+def _patient_and_date(report: Report) -> dict[str, Any]:
+    """``subject`` and ``effectiveDateTime`` (from the DICOM Study Date), where known."""
+    fields: dict[str, Any] = {}
+    subject = _subject(report)
+    if subject:
+        fields["subject"] = subject
+    d = report.study.study_date
+    if d and len(d) == 8:
+        fields["effectiveDateTime"] = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    return fields
+
+
 def _subject(report: Report) -> dict[str, Any] | None:
     pid = report.study.patient_id
     if not pid:
@@ -122,11 +134,7 @@ def _common(report: Report, device_url: str) -> dict[str, Any]:
         "issued": report.created,
         "device": {"reference": device_url, "display": "medimg"},
     }
-    if _subject(report):
-        out["subject"] = _subject(report)
-    if report.study.study_date and len(report.study.study_date) == 8:
-        d = report.study.study_date
-        out["effectiveDateTime"] = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    out.update(_patient_and_date(report))
     if _study_ref(report):
         out["derivedFrom"] = [_study_ref(report)]
     return out
@@ -228,11 +236,7 @@ def build_bundle(report: Report, tracking_uids: dict[str, str] | None = None) ->
         "issued": report.created,
         "conclusion": "\n".join(conclusion),
     }
-    if _subject(report):
-        diag["subject"] = _subject(report)
-    if report.study.study_date and len(report.study.study_date) == 8:
-        d = report.study.study_date
-        diag["effectiveDateTime"] = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    diag.update(_patient_and_date(report))
     if _study_ref(report):
         diag["imagingStudy"] = [_study_ref(report)]
     if observations:
