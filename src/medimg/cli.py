@@ -10,6 +10,7 @@ Exit codes (stable, documented in docs/cli.md):
   no protocol fits, the image does not fit the protocol); the report written says why;
 * 5 -- ``analyze`` refused: the chosen series failed the quality check; the report written says why;
   ``qa``: the image failed the quality check (verdict ``fail``); the report printed says why;
+* 6 -- ``store verify`` found missing, changed or unindexed files (listed on stdout);
 * 1 -- an internal error (a bug): one line on stderr; set ``MEDIMG_DEBUG=1`` for the traceback.
 """
 
@@ -34,6 +35,7 @@ EXIT_INPUT = 2
 EXIT_OUTPUT = 3
 EXIT_REFUSED = 4
 EXIT_REFUSED_QUALITY = 5
+EXIT_STORE_DAMAGED = 6
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -363,6 +365,81 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ parser
+# ------------------------------------------------------------------------------------ server, store
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.app import MedimgServer
+    from .server.config import load_config
+
+    cfg = load_config(args.config, store=args.store, database=args.db, host=args.host, aet=args.aet,
+                      dicom_port=args.dicom_port, http_port=args.http_port,
+                      analysis=False if args.no_analysis else None, quiet_seconds=args.quiet_seconds,
+                      destination=args.destination, webhook=args.webhook)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = MedimgServer(cfg)
+    print(f"medimg serve: DICOM {cfg.aet}@{cfg.host}:{cfg.dicom_port}, DICOMweb "
+          f"http://{cfg.host}:{cfg.http_port}/dicomweb, store {cfg.store}", file=sys.stderr, flush=True)
+    server.serve_forever()
+    return EXIT_OK
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from .store import Store
+
+    return Store(args.dir, args.db or None)
+
+
+def cmd_store_import(args: argparse.Namespace) -> int:
+    from .store.admin import import_paths
+
+    def report(exc: InputError) -> None:
+        print(f"medimg: {exc}", file=sys.stderr)
+
+    with _open_store(args) as store:
+        counts = import_paths(store, args.paths, on_error=report)
+    print(json.dumps(counts) if args.json else
+          ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing found")
+    return EXIT_OK if not counts["rejected"] else EXIT_INPUT
+
+
+def cmd_store_verify(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        rep = store.verify()
+    if args.json:
+        print(json.dumps({"checked": rep.checked, "ok": rep.ok, "missing": rep.missing,
+                          "corrupt": rep.corrupt, "orphans": rep.orphans, "clean": rep.clean}))
+    else:
+        print(f"{rep.checked} instances checked: {rep.ok} ok, {len(rep.missing)} missing, "
+              f"{len(rep.corrupt)} changed, {len(rep.orphans)} files without an index row")
+        for uid in rep.missing:
+            print(f"missing  {uid}")
+        for uid in rep.corrupt:
+            print(f"changed  {uid}")
+        for rel in rep.orphans:
+            print(f"orphan   {rel}")
+    return EXIT_OK if rep.clean else EXIT_STORE_DAMAGED
+
+
+def cmd_store_ls(args: argparse.Namespace) -> int:
+    from .store import find
+
+    with _open_store(args) as store:
+        rows = find(store.engine, args.level.upper(), {}, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return EXIT_OK
+    for r in rows:
+        if args.level == "study":
+            print(f"{r['StudyInstanceUID']}  {r['PatientID'] or '-'}  {r['StudyDate'] or '-'}  "
+                  f"{'/'.join(r['ModalitiesInStudy']) or '-'}  {r['NumberOfStudyRelatedSeries']} series  "
+                  f"{r['NumberOfStudyRelatedInstances']} instances  {r['StudyDescription']}")
+        else:
+            print(f"{r['SeriesInstanceUID']}  {r['Modality'] or '-'}  #{r['SeriesNumber']}  "
+                  f"{r['NumberOfSeriesRelatedInstances']} instances  {r['SeriesDescription']}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medimg",
@@ -434,6 +511,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--out", metavar="DIR", help="also write ROC/calibration plots or probability maps")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="run a DICOM node and DICOMweb service with a study store that "
+                                     "analyses what arrives")
+    p.add_argument("--config", metavar="FILE", help="TOML config (see docs/server.md); options override it")
+    p.add_argument("--store", metavar="DIR", help="study store folder (created if missing)")
+    p.add_argument("--db", metavar="URL", help="index database URL (default: SQLite in the store; "
+                                               "postgresql+psycopg://user@host/db)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--aet", help="our AE title (default MEDIMG)")
+    p.add_argument("--dicom-port", type=int, help="DICOM port (default 11112)")
+    p.add_argument("--http-port", type=int, help="HTTP port for DICOMweb and the API (default 8042)")
+    p.add_argument("--no-analysis", action="store_true", help="store only; never analyse")
+    p.add_argument("--quiet-seconds", type=float, help="a study is complete after this long without "
+                                                       "new instances (default 10)")
+    p.add_argument("--destination", help="peer (from the config) that receives the SR and SEG results")
+    p.add_argument("--webhook", help="URL notified (POST JSON) of urgent findings")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("store", help="look after a study store: import, ls, verify")
+    ssub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    q = ssub.add_parser("import", help="store DICOM files and folders")
+    q.add_argument("dir", help="store folder")
+    q.add_argument("paths", nargs="+", help="DICOM files or folders")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_store_import)
+    q = ssub.add_parser("ls", help="list studies or series")
+    q.add_argument("dir", help="store folder")
+    q.add_argument("--level", choices=["study", "series"], default="study")
+    q.add_argument("--limit", type=int, default=1000)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_store_ls)
+    q = ssub.add_parser("verify", help="re-check every stored file against its SHA-256 (exit 6 if damaged)")
+    q.add_argument("dir", help="store folder")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_store_verify)
+    for q in (ssub.choices["import"], ssub.choices["ls"], ssub.choices["verify"]):
+        q.add_argument("--db", metavar="URL", help="index database URL (default: SQLite in the store)")
     return parser
 
 
