@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
-debs=(dcm2niix dcmtk dicom3tools chromium poppler-utils)
+debs=(dcm2niix dcmtk dicom3tools chromium poppler-utils orthanc orthanc-dicomweb postgresql)
 missing=()
 for d in "${debs[@]}"; do
   dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d")
@@ -31,7 +31,7 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages (torch 2.13.0 CPU first)"
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,postgres]"
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c "import torch, medimg; assert torch.__version__.startswith('2.13.0'), torch.__version__"

@@ -521,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--aet", help="our AE title (default MEDIMG)")
     p.add_argument("--dicom-port", type=int, help="DICOM port (default 11112)")
-    p.add_argument("--http-port", type=int, help="HTTP port for DICOMweb and the API (default 8042)")
+    p.add_argument("--http-port", type=int, help="HTTP port for DICOMweb and the API (default 8080)")
     p.add_argument("--no-analysis", action="store_true", help="store only; never analyse")
     p.add_argument("--quiet-seconds", type=float, help="a study is complete after this long without "
                                                        "new instances (default 10)")

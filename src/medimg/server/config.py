@@ -7,7 +7,7 @@ Example ``medimg.toml``::
     host = "127.0.0.1"                   # bind address of both services
     aet = "MEDIMG"
     dicom_port = 11112
-    http_port = 8042
+    http_port = 8080
     analysis = true
     quiet_seconds = 10                   # a study is complete after this long without new instances
     destination = "PACS"                 # where SR/SEG results go (a name under [peers])
@@ -73,7 +73,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     aet: str = "MEDIMG"
     dicom_port: int = 11112
-    http_port: int = 8042
+    http_port: int = 8080
     analysis: bool = True
     quiet_seconds: float = 10.0
     analysis_workers: int = 1
