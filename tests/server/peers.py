@@ -1,0 +1,151 @@
+"""Real peers for the server tests: free loopback ports, an Orthanc started on them, a medimg server
+started in-process, dcmtk command lines.  Imported by tests/server/conftest.py and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
+
+# dcmtk and Orthanc stall ~40 ms per message on delayed ACKs without this (PITFALLS.md)
+PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def dcmtk(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a dcmtk tool (echoscu, storescu, findscu, movescu, getscu ...) with TCP_NODELAY=1."""
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=PEER_ENV)
+
+
+class Orthanc:
+    """An Orthanc (Debian package, with its DICOMweb plugin) on free loopback ports, storage in
+    ``folder``.  ``modalities`` maps a name to (AET, port) on 127.0.0.1; more can be added at run time
+    with :meth:`add_modality`."""
+
+    def __init__(self, folder: Path, aet: str = "ORTHANC",
+                 modalities: dict[str, tuple[str, int]] | None = None, dicomweb: bool = True) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.aet = aet
+        self.dicom_port = free_port()
+        self.http_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.dicomweb_url = f"{self.url}/dicom-web"
+        cfg: dict[str, Any] = {
+            "Name": "medimg-test-orthanc",
+            "StorageDirectory": str(self.folder / "storage"),
+            "IndexDirectory": str(self.folder / "storage"),
+            "DicomAet": aet,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowMove": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowEcho": True,
+            "StorageCompression": False,
+            "OverwriteInstances": False,
+            "DicomModalities": {k: [a, "127.0.0.1", p] for k, (a, p) in (modalities or {}).items()},
+            "DicomModalitiesInDatabase": True,
+            "Plugins": [str(ORTHANC_PLUGINS / "libOrthancDicomWeb.so")] if dicomweb else [],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
+                         "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+            "HttpTimeout": 60,
+            "DicomScuTimeout": 30,
+            "StableAge": 1,
+            "SaveJobs": False,
+        }
+        self.config = self.folder / "orthanc.json"
+        self.config.write_text(json.dumps(cfg, indent=1))
+        self.log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen([ORTHANC, str(self.config)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=PEER_ENV)
+        try:
+            wait_port(self.http_port, 60, self.proc)
+            wait_port(self.dicom_port, 60, self.proc)
+        except Exception:
+            self.stop()
+            raise
+
+    def api(self, method: str, path: str, **kw: Any) -> Any:
+        r = httpx.request(method, self.url + path, timeout=120, **kw)
+        r.raise_for_status()
+        return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else r.content
+
+    def add_modality(self, name: str, aet: str, port: int, host: str = "127.0.0.1") -> None:
+        self.api("PUT", f"/modalities/{name}", json={"AET": aet, "Host": host, "Port": port})
+
+    def upload(self, paths: list[Path]) -> list[str]:
+        """Upload files over its REST API; returns the Orthanc instance ids."""
+        ids = []
+        for p in paths:
+            ids.append(self.api("POST", "/instances", content=Path(p).read_bytes())["ID"])
+        return ids
+
+    def instances(self) -> list[str]:
+        return list(self.api("GET", "/instances"))
+
+    def instance_file(self, orthanc_id: str) -> bytes:
+        return bytes(self.api("GET", f"/instances/{orthanc_id}/file"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    """The data set of a Part 10 file (everything after the file meta group): what DIMSE transfers,
+    and what "byte-identical" compares."""
+    from medimg.store.part10 import split_part10
+
+    _, offset = split_part10(part10)
+    return part10[offset:]
+
+
+def start_medimg(store: Path, **overrides: Any) -> Any:
+    """A started :class:`~medimg.server.app.MedimgServer` on free ports (analysis off unless asked)."""
+    from medimg.server.app import MedimgServer
+    from medimg.server.config import load_config
+
+    overrides.setdefault("analysis", False)
+    overrides.setdefault("dicom_port", free_port())
+    overrides.setdefault("http_port", free_port())
+    cfg = load_config(None, store=store, **overrides)
+    return MedimgServer(cfg).start()
