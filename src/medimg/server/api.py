@@ -18,6 +18,12 @@ def build_app(server: MedimgServer) -> FastAPI:
     from .dicomweb import router as dicomweb_router
 
     app = FastAPI(title="medimg", version=__version__)
+    if server.config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(server.config.cors_origins),
+                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                           expose_headers=["Content-Type", "Content-Length"])
     app.include_router(dicomweb_router(server), prefix="/dicomweb")
 
     @app.get("/api/health")

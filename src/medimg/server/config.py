@@ -14,6 +14,7 @@ Example ``medimg.toml``::
     priors_from = "PACS"                 # where prior studies are fetched from
     webhook = "http://127.0.0.1:9000/urgent"
     conflict = "reject"                  # same SOP Instance UID, different bytes: reject | keep | replace
+    cors_origins = ["http://localhost:3000"]   # e.g. an OHIF viewer served elsewhere
 
     [peers.PACS]
     aet = "ORTHANC"
@@ -85,6 +86,7 @@ class ServerConfig:
     peers: dict[str, Peer] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     tcp_nodelay: bool = True
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call DICOMweb (e.g. an OHIF viewer)
 
     def peer(self, name: str) -> Peer:
         """The peer called ``name`` (its key in [peers] or its AE title)."""
@@ -143,5 +145,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfi
     data.pop("store", None)
     if not store:
         raise InputError(source, "no store folder given", "pass --store DIR or set store in the config")
+    if "cors_origins" in data:
+        data["cors_origins"] = tuple(data["cors_origins"])
     cfg = ServerConfig(store=Path(store), peers=peers, limits=limits, **data)
     return _check(cfg.with_overrides(**overrides), source)
