@@ -10,6 +10,9 @@ Example ``medimg.toml``::
     http_port = 8080
     analysis = true
     quiet_seconds = 10                   # a study is complete after this long without new instances
+    analysis_workers = 1                 # analyses run in this many worker processes
+    max_attempts = 3                     # an analysis that errors is tried this often in all
+    retry_seconds = 30                   # back-off before the 2nd attempt; doubles after each
     destination = "PACS"                 # where SR/SEG results go (a name under [peers])
     priors_from = "PACS"                 # where prior studies are fetched from
     webhook = "http://127.0.0.1:9000/urgent"
@@ -79,6 +82,7 @@ class ServerConfig:
     quiet_seconds: float = 10.0
     analysis_workers: int = 1
     max_attempts: int = 3
+    retry_seconds: float = 30.0  # back-off before the 2nd attempt of a failed analysis; doubles after
     destination: str = ""
     priors_from: str = ""
     webhook: str = ""
