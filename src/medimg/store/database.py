@@ -18,12 +18,17 @@ from .schema import metadata
 
 __all__ = ["make_engine"]
 
+# every association, STOW-RS request and API thread may hold a connection at once (the default 5 + 10
+# would make the 16th concurrent sender wait 30 s for one)
+_POOL: dict[str, Any] = {"pool_size": 8, "max_overflow": 72, "pool_timeout": 120}
+
 
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` and the tables if they do not exist yet."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                                   **_POOL)
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -40,7 +45,7 @@ def make_engine(url: str) -> Engine:
                 immediate = conn.get_execution_options().get("immediate", False)
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, **_POOL)
         metadata.create_all(engine)
     except Exception as exc:
         raise InputError(url, f"cannot open the index database ({type(exc).__name__}: {exc})",

@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
 from pydicom.tag import Tag
 
 from .validate import EXPLICIT_BE, StructureError, check_dataset_structure
@@ -107,27 +104,49 @@ def split_part10(data: bytes | memoryview) -> tuple[dict[str, str], int]:
     return meta, pos
 
 
+def _meta_element(elem: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":
+        return struct.pack("<HH2sHI", 0x0002, elem, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, elem, vr, len(value)) + value
+
+
+def _uid_value(uid: str) -> bytes:
+    raw = uid.encode("ascii")
+    return raw + b"\x00" if len(raw) % 2 else raw
+
+
+def _text_value(text: str) -> bytes:
+    raw = text.encode("ascii", "replace")
+    return raw + b" " if len(raw) % 2 else raw
+
+
+_IMPLEMENTATION = (_meta_element(0x0012, b"UI", _uid_value(MEDIMG_IMPLEMENTATION_UID))
+                   + _meta_element(0x0013, b"SH", _text_value(MEDIMG_IMPLEMENTATION_VERSION)))
+
+
 def build_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_aet: str = "") -> bytes:
-    """Preamble + ``DICM`` + file meta group for a data set received over the network."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = MEDIMG_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = MEDIMG_IMPLEMENTATION_VERSION
-    if source_aet:
-        meta.SourceApplicationEntityTitle = source_aet[:16]
-    buf = DicomBytesIO()
-    buf.is_little_endian = True
-    buf.is_implicit_VR = False
-    write_file_meta_info(buf, meta, enforce_standard=True)
-    return b"\x00" * 128 + b"DICM" + buf.getvalue()
+    """Preamble + ``DICM`` + file meta group for a data set received over the network (explicit VR
+    little endian, PS3.10 7.1; the same bytes pydicom's ``write_file_meta_info`` writes)."""
+    for name, uid in (("SOP Class UID", sop_class_uid), ("SOP Instance UID", sop_instance_uid),
+                      ("Transfer Syntax UID", transfer_syntax)):
+        if not is_valid_uid(uid):
+            raise ValueError(f"{name} {uid!r} is not a valid UID")
+    body = (_meta_element(0x0001, b"OB", b"\x00\x01")
+            + _meta_element(0x0002, b"UI", _uid_value(sop_class_uid))
+            + _meta_element(0x0003, b"UI", _uid_value(sop_instance_uid))
+            + _meta_element(0x0010, b"UI", _uid_value(transfer_syntax))
+            + _IMPLEMENTATION)
+    aet = "".join(c for c in source_aet if " " <= c <= "~" and c != "\\").strip()[:16]
+    if aet:
+        body += _meta_element(0x0016, b"AE", _text_value(aet))
+    return (b"\x00" * 128 + b"DICM" + _meta_element(0x0000, b"UL", struct.pack("<I", len(body))) + body)
 
 
 _NUMBERS = {"SeriesNumber", "InstanceNumber", "NumberOfFrames"}  # IS
 _BINARY = {"Rows", "Columns"}  # US
 _NAMES = {"PatientName", "ReferringPhysicianName"}  # PN
 _TEXTS = {"StudyDescription", "SeriesDescription", "PatientID", "AccessionNumber", "StudyID"}  # LO/SH
+_UIDS = {"SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"}  # UI
 _BY_TAG = {int(Tag(k)): k for k in _HEADER_KEYWORDS}
 _COLLECT = frozenset(_BY_TAG)
 
@@ -137,14 +156,19 @@ def _decode(keyword: str, raw: bytes, encodings: list[str], little: bool) -> Any
         return struct.unpack("<H" if little else ">H", raw[:2])[0] if len(raw) >= 2 else None
     if keyword in _NUMBERS:
         try:
-            return int(float(raw.split(b"\\")[0].strip(b" \x00") or b"x"))
-        except ValueError:
+            number = int(float(raw.split(b"\\")[0].strip(b" \x00") or b"x"))
+        except (ValueError, OverflowError):  # "1A", "inf", "nan"
             return None
+        return number if -(1 << 31) <= number < 1 << 31 else None  # IS is a 32-bit integer
     if keyword in _NAMES or keyword in _TEXTS:
         try:
-            text = decode_bytes(raw, encodings, {"^", "="} if keyword in _NAMES else set())
+            text = decode_bytes(raw, encodings, {0x5E, 0x3D} if keyword in _NAMES else set())  # ^ =
         except Exception:  # an undecodable value is indexed as Latin-1 rather than refused
             text = raw.decode("latin-1")
+    elif keyword in _UIDS:
+        # only trailing padding is dropped: "1.2\x00.3" stays invalid (and is refused), it must not
+        # become the valid and different UID "1.2.3"
+        return raw.decode("ascii", "replace").rstrip("\x00 ")
     else:
         text = raw.decode("ascii", "replace")
     return text.strip(" \x00").replace("\x00", "")

@@ -41,14 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, func, insert, select, update
 
 from ..errors import InputError
 from . import schema as t
 from .database import make_engine
 from .part10 import Header, build_meta, inspect_dataset, is_valid_uid, sha256, split_part10
 from .validate import StructureError
+from .writer import IndexWriter, PendingRow
 
 __all__ = ["ConflictPolicy", "InstanceRejected", "Store", "StoreResult", "StoredInstance", "VerifyReport"]
 
@@ -74,7 +74,7 @@ class InstanceRejected(InputError):
         self.status = status
         self.http_status = http_status
 
-    def __reduce__(self) -> tuple[Any, ...]:  # type: ignore[override]
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.source, self.problem, self.hint, self.status, self.http_status))
 
 
@@ -144,14 +144,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Store:
     """A study store in the folder ``root``; the index in ``url`` (default: SQLite in the folder).
 
@@ -180,9 +172,9 @@ class Store:
         self.engine: Engine = make_engine(self.url)
         self._writer = self.engine.execution_options(immediate=True)
         self._sqlite = self.url.startswith("sqlite")
-        self._lock = threading.Lock()  # one writer at a time per process (SQLite has one anyway)
-        self._pk_cache: dict[str, int] = {}  # "study:UID" / "series:UID" -> row id
-        self._touched: dict[str, float] = {}  # study UID -> when last_received was last written
+        self._lock = threading.Lock()  # one Core writer at a time per process (SQLite has one anyway)
+        # instances' index rows: group commit across threads (see .writer)
+        self._index_writer = IndexWriter(self.engine, self.root, replace=conflict == "replace", fsync=fsync)
         self._marker = self.root / "open" / str(os.getpid())
         stale = self._stale_markers()
         self._marker.write_text(str(time.time()))
@@ -216,6 +208,7 @@ class Store:
         return stale
 
     def close(self) -> None:
+        self._index_writer.close()
         self._marker.unlink(missing_ok=True)
         self.engine.dispose()
 
@@ -335,10 +328,7 @@ class Store:
         return header
 
     def _existing(self, sop_uid: str) -> tuple[int, str, str] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t.instances.c.id, t.instances.c.sha256, t.instances.c.path)
-                               .where(t.instances.c.sop_uid == sop_uid)).first()
-        return None if row is None else (row[0], row[1], row[2])
+        return self._index_writer.existing(sop_uid)
 
     def _write_file(self, meta: bytes | memoryview, dataset: bytes | memoryview) -> str:
         name = uuid.uuid4().hex
@@ -358,10 +348,7 @@ class Store:
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        final = self.root / rel
-        os.rename(tmp, final)
-        if self.fsync:
-            _fsync_dir(final.parent)
+        os.rename(tmp, self.root / rel)  # its folder is fsynced by the index writer, before the commit
         return rel
 
     def _store(self, meta: bytes | memoryview, dataset: bytes | memoryview, transfer_syntax: str,
@@ -377,20 +364,25 @@ class Store:
                                    f"cannot write to the store ({exc.strerror})",
                                    "free disk space or fix permissions", status=STATUS_OUT_OF_RESOURCES,
                                    http_status=507) from None
+        row = PendingRow(header, transfer_syntax, rel, len(meta) + len(dataset), digest, source)
         try:
-            outcome, old = self._index(header, transfer_syntax, rel, len(meta) + len(dataset), digest, source)
-        except BaseException:
+            self._index_writer.commit(row)
+        except BaseException as exc:
             (self.root / rel).unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # the folder fsync failed
+                raise InstanceRejected(source or header.sop_instance_uid,
+                                       f"cannot write to the store ({exc.strerror})",
+                                       "check the disk", status=STATUS_OUT_OF_RESOURCES,
+                                       http_status=507) from None
             raise
-        if outcome == "raced":  # another thread stored the same SOP Instance UID first
+        if row.old:
+            (self.root / row.old).unlink(missing_ok=True)
+        if row.outcome == "raced":  # another thread or process stored the same SOP Instance UID first
             (self.root / rel).unlink(missing_ok=True)
-            again = self._existing(header.sop_instance_uid)
-            assert again is not None
-            return self._duplicate_result(header, digest, again, source)
-        if old:
-            (self.root / old).unlink(missing_ok=True)
-        return StoreResult("replaced" if old else "stored", header.sop_instance_uid, header.sop_class_uid,
-                           header.study_uid, header.series_uid, digest, self.root / rel)
+            assert row.existing is not None
+            return self._duplicate_result(header, digest, row.existing, source)
+        return StoreResult("replaced" if row.old else "stored", header.sop_instance_uid,
+                           header.sop_class_uid, header.study_uid, header.series_uid, digest, self.root / rel)
 
     def _duplicate_result(self, header: Header, digest: str, existing: tuple[int, str, str],
                           source: str) -> StoreResult:
@@ -406,80 +398,6 @@ class Store:
                                "the stored copy was kept (policy 'keep')")
         return StoreResult("conflict", *args, reason="different bytes for a stored SOP Instance UID; "
                            "the stored copy was kept (policy 'reject')")
-
-    def _index(self, h: Header, transfer_syntax: str, rel: str, size: int, digest: str,
-               source: str) -> tuple[str, str | None]:
-        try:
-            return self._index_once(h, transfer_syntax, rel, size, digest, source)
-        except IntegrityError:
-            # a cached study/series row was removed by another process, or (PostgreSQL) another
-            # process inserted the same instance in between: forget the cache and look again
-            self._pk_cache.clear()
-            try:
-                return self._index_once(h, transfer_syntax, rel, size, digest, source)
-            except IntegrityError:
-                return "raced", None
-
-    def _index_once(self, h: Header, transfer_syntax: str, rel: str, size: int, digest: str,
-                    source: str) -> tuple[str, str | None]:
-        v = h.values
-        now = time.time()
-        cache = self._pk_cache
-        if len(cache) > 20000:
-            cache.clear()
-        with self._lock, self._writer.begin() as conn:
-            study_pk = cache.get("study:" + h.study_uid)
-            if study_pk is None:
-                study_pk = conn.execute(select(t.studies.c.id)
-                                        .where(t.studies.c.study_uid == h.study_uid)).scalar()
-            if study_pk is None:
-                study_pk = conn.execute(insert(t.studies).values(
-                    study_uid=h.study_uid, patient_id=v["PatientID"][:64], patient_name=v["PatientName"][:324],
-                    patient_birth_date=v["PatientBirthDate"][:8], patient_sex=v["PatientSex"][:16],
-                    study_date=v["StudyDate"][:8], study_time=v["StudyTime"][:16],
-                    accession_number=v["AccessionNumber"][:16], study_id=v["StudyID"][:16],
-                    study_description=v["StudyDescription"][:64],
-                    referring_physician=v["ReferringPhysicianName"][:324],
-                    first_received=now, last_received=now, status="received",
-                )).inserted_primary_key[0]
-                self._touched[h.study_uid] = now
-            elif now - self._touched.get(h.study_uid, 0.0) > 1.0:
-                # last_received drives the quiet period; one update a second per study is enough
-                conn.execute(update(t.studies).where(t.studies.c.id == study_pk).values(last_received=now))
-                self._touched[h.study_uid] = now
-            cache["study:" + h.study_uid] = study_pk
-            series_pk = cache.get("series:" + h.series_uid)
-            if series_pk is None:
-                series_pk = conn.execute(select(t.series.c.id)
-                                         .where(t.series.c.series_uid == h.series_uid)).scalar()
-            if series_pk is None:
-                series_pk = conn.execute(insert(t.series).values(
-                    series_uid=h.series_uid, study_pk=study_pk, modality=v["Modality"][:16],
-                    series_number=v["SeriesNumber"], series_description=v["SeriesDescription"][:64],
-                    body_part=v["BodyPartExamined"][:16], series_date=v["SeriesDate"][:8],
-                    series_time=v["SeriesTime"][:16], derived=source.startswith("medimg:"),
-                    first_received=now,
-                )).inserted_primary_key[0]
-            cache["series:" + h.series_uid] = series_pk
-            row = conn.execute(select(t.instances.c.id, t.instances.c.sha256, t.instances.c.path)
-                               .where(t.instances.c.sop_uid == h.sop_instance_uid)).first()
-            old: str | None = None
-            if row is not None:
-                if row[1] == digest or self.conflict != "replace":
-                    return "raced", None
-                old = row[2]
-                conn.execute(delete(t.instances).where(t.instances.c.id == row[0]))
-            conn.execute(insert(t.instances).values(
-                sop_uid=h.sop_instance_uid, series_pk=series_pk, sop_class_uid=h.sop_class_uid,
-                instance_number=v["InstanceNumber"], transfer_syntax=transfer_syntax,
-                rows=v["Rows"], columns=v["Columns"], frames=v["NumberOfFrames"], path=rel, size=size,
-                sha256=digest, received=now, source=source[:96],
-            ))
-            if old:
-                conn.execute(insert(t.events).values(
-                    at=now, actor=source[:128] or "unknown", action="replaced", study_pk=study_pk,
-                    detail=json.dumps({"sop_instance_uid": h.sop_instance_uid, "sha256": digest})))
-        return "stored", old
 
     # ------------------------------------------------------------------------------ events
     def log_event(self, actor: str, action: str, study_uid: str | None = None,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
 
 __all__ = ["StructureError", "check_dataset_structure", "inflate_bounded"]
 
@@ -30,137 +29,148 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
 
 
 class StructureError(ValueError):
     """The encoded data set is not well formed; the message says where and how."""
 
 
-@dataclass
+def _name(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
 class _Walker:
-    data: memoryview
-    explicit: bool
-    little: bool
-    max_depth: int
-    elements: int = 0
-    max_elements: int = 2_000_000
-    collect: frozenset[int] = frozenset()
-    found: dict[int, tuple[bytes | None, bytes]] | None = None
+    """One walk over an encoded data set; ``found`` collects the top-level values asked for."""
 
-    def _u16(self, pos: int) -> int:
-        return struct.unpack_from("<H" if self.little else ">H", self.data, pos)[0]
-
-    def _u32(self, pos: int) -> int:
-        return struct.unpack_from("<I" if self.little else ">I", self.data, pos)[0]
-
-    def _tag(self, pos: int) -> int:
-        return (self._u16(pos) << 16) | self._u16(pos + 2)
+    def __init__(self, data: memoryview, explicit: bool, little: bool, max_depth: int,
+                 collect: frozenset[int], max_elements: int = 2_000_000) -> None:
+        order = "<" if little else ">"
+        self.data = data
+        self.explicit = explicit
+        self.max_depth = max_depth
+        self.max_elements = max_elements
+        self.collect = collect
+        self.found: dict[int, tuple[bytes | None, bytes]] = {}
+        self.elements = 0
+        self._implicit = struct.Struct(order + "HHI").unpack_from  # group, element, 32-bit length
+        self._explicit = struct.Struct(order + "HH2sH").unpack_from  # group, element, VR, 16-bit length
+        self._u32 = struct.Struct(order + "I").unpack_from
 
     def header(self, pos: int, end: int) -> tuple[int, bytes | None, int, int]:
-        """(tag, VR, length, position of the value) of the element at ``pos``."""
+        """(tag, VR or None, length, position of the value) of the element at ``pos``."""
         if pos + 8 > end:
             raise StructureError(f"element header at byte {pos} is cut short")
-        tag = self._tag(pos)
-        if tag >> 16 == 0xFFFE:  # item and delimiters: never have a VR
-            return tag, None, self._u32(pos + 4), pos + 8
         if not self.explicit:
-            return tag, None, self._u32(pos + 4), pos + 8
-        vr = bytes(self.data[pos + 4:pos + 6])
+            group, elem, length = self._implicit(self.data, pos)
+            return group << 16 | elem, None, length, pos + 8
+        group, elem, vr, length = self._explicit(self.data, pos)
+        if group == 0xFFFE:  # items and delimiters have no VR in any transfer syntax
+            return group << 16 | elem, None, self._u32(self.data, pos + 4)[0], pos + 8
         if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-            raise StructureError(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) at byte {pos} has no valid VR")
+            raise StructureError(f"element {_name(group << 16 | elem)} at byte {pos} has no valid VR")
         if vr in _LONG_VRS:
             if pos + 12 > end:
                 raise StructureError(f"element header at byte {pos} is cut short")
-            return tag, vr, self._u32(pos + 8), pos + 12
-        return tag, vr, self._u16(pos + 6), pos + 8
+            return group << 16 | elem, vr, self._u32(self.data, pos + 8)[0], pos + 12
+        return group << 16 | elem, vr, length, pos + 8
 
     def walk(self, pos: int, end: int, depth: int, in_item: bool) -> int:
         """Walk elements from ``pos``; stop at ``end`` or, inside an undefined-length item, after its
         delimiter.  Returns the position after what was walked."""
         if depth > self.max_depth:
             raise StructureError(f"sequences nest deeper than {self.max_depth} levels")
+        header = self.header
+        collect = self.collect if depth == 0 else frozenset()
         while pos < end:
-            tag, vr, length, value = self.header(pos, end)
+            tag, vr, length, value = header(pos, end)
             self.elements += 1
             if self.elements > self.max_elements:
                 raise StructureError(f"more than {self.max_elements} elements")
-            name = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-            if tag == _ITEM_END:
+            if tag >> 16 == 0xFFFE:
+                if tag != _ITEM_END:
+                    raise StructureError(f"unexpected {_name(tag)} at byte {pos}")
                 if not in_item:
                     raise StructureError(f"item delimiter outside an item at byte {pos}")
                 return value
-            if tag >> 16 == 0xFFFE:
-                raise StructureError(f"unexpected {name} at byte {pos}")
-            is_sq = vr == b"SQ" or (vr is None and length == _UNDEFINED and tag != 0x7FE00010)
             if length == _UNDEFINED:
                 if vr == b"UN":  # a sequence whose VR the sender did not know: implicit VR inside
                     explicit, self.explicit = self.explicit, False
                     try:
-                        pos = self.sequence(value, end, depth + 1, name)
+                        pos = self.sequence(value, end, depth + 1, tag, True)
                     finally:
                         self.explicit = explicit
-                elif is_sq:
-                    pos = self.sequence(value, end, depth + 1, name)
-                elif tag == 0x7FE00010 or vr in (b"OB", b"OW"):
-                    pos = self.fragments(value, end, name)
+                elif vr == b"SQ" or (vr is None and tag != _PIXEL_DATA):
+                    pos = self.sequence(value, end, depth + 1, tag, True)
+                elif tag == _PIXEL_DATA or vr in (b"OB", b"OW"):
+                    pos = self.fragments(value, end, tag)
                 else:
-                    raise StructureError(f"{name} has an undefined length but is not a sequence")
+                    raise StructureError(f"{_name(tag)} has an undefined length but is not a sequence")
                 continue
             if value + length > end:
                 raise StructureError(
-                    f"{name} at byte {pos} declares {length} bytes but only {end - value} remain"
+                    f"{_name(tag)} at byte {pos} declares {length} bytes but only {end - value} remain"
                 )
-            if depth == 0 and tag in self.collect and self.found is not None:
+            if tag in collect:
                 self.found[tag] = (vr, bytes(self.data[value:value + length]))
-            if is_sq and length:
-                self.sequence(value, value + length, depth + 1, name)
+            if vr == b"SQ" and length:
+                self.sequence(value, value + length, depth + 1, tag, False)
             pos = value + length
         if in_item:
             raise StructureError("an item of undefined length has no delimiter")
         return pos
 
-    def sequence(self, pos: int, end: int, depth: int, name: str) -> int:
+    def sequence(self, pos: int, end: int, depth: int, tag: int, undefined: bool) -> int:
+        """Walk the items of a sequence from ``pos``; a sequence of undefined length must end with its
+        delimiter before ``end``, one of defined length ends at ``end``."""
         if depth > self.max_depth:
             raise StructureError(f"sequences nest deeper than {self.max_depth} levels")
+        data, implicit = self.data, self._implicit
         while pos < end:
             if pos + 8 > end:
-                raise StructureError(f"sequence {name} is cut short")
-            tag = self._tag(pos)
-            length = self._u32(pos + 4)
-            if tag == _SEQ_END:
+                raise StructureError(f"sequence {_name(tag)} is cut short")
+            group, elem, length = implicit(data, pos)
+            if group << 16 | elem == _SEQ_END:
                 return pos + 8
-            if tag != _ITEM:
-                raise StructureError(f"sequence {name} holds ({tag >> 16:04X},{tag & 0xFFFF:04X}), not an item")
+            if group << 16 | elem != _ITEM:
+                raise StructureError(f"sequence {_name(tag)} holds {_name(group << 16 | elem)}, not an item")
             if length == _UNDEFINED:
                 pos = self.walk(pos + 8, end, depth, in_item=True)
             else:
                 if pos + 8 + length > end:
-                    raise StructureError(f"an item of {name} declares {length} bytes but fewer remain")
+                    raise StructureError(f"an item of {_name(tag)} declares {length} bytes but fewer remain")
                 self.walk(pos + 8, pos + 8 + length, depth, in_item=False)
                 pos = pos + 8 + length
-        return pos  # defined-length sequence ends at its end; undefined one would have returned above
+        if undefined:
+            raise StructureError(f"sequence {_name(tag)} of undefined length has no delimiter")
+        return pos
 
-    def fragments(self, pos: int, end: int, name: str) -> int:
+    def fragments(self, pos: int, end: int, tag: int) -> int:
+        data, implicit = self.data, self._implicit
         while True:
             if pos + 8 > end:
-                raise StructureError(f"encapsulated {name} is cut short (no sequence delimiter)")
-            tag = self._tag(pos)
-            length = self._u32(pos + 4)
-            if tag == _SEQ_END:
+                raise StructureError(f"encapsulated {_name(tag)} is cut short (no sequence delimiter)")
+            group, elem, length = implicit(data, pos)
+            if group << 16 | elem == _SEQ_END:
                 return pos + 8
-            if tag != _ITEM or length == _UNDEFINED:
-                raise StructureError(f"encapsulated {name} holds a malformed fragment at byte {pos}")
+            if group << 16 | elem != _ITEM or length == _UNDEFINED:
+                raise StructureError(f"encapsulated {_name(tag)} holds a malformed fragment at byte {pos}")
             if pos + 8 + length > end:
-                raise StructureError(f"a fragment of {name} declares {length} bytes but fewer remain")
+                raise StructureError(f"a fragment of {_name(tag)} declares {length} bytes but fewer remain")
             pos += 8 + length
 
 
 def inflate_bounded(data: bytes | memoryview, limit: int) -> bytes:
     """Inflate a deflated data set (raw deflate, RFC 1951), refusing to grow past ``limit`` bytes."""
     d = zlib.decompressobj(-zlib.MAX_WBITS)
-    out = d.decompress(bytes(data), limit + 1)
+    try:
+        out = d.decompress(bytes(data), limit + 1)
+    except zlib.error as exc:
+        raise StructureError(f"the deflated data set is not a deflate stream ({exc})") from None
     if len(out) > limit or d.unconsumed_tail:
         raise StructureError(f"the deflated data set inflates to more than {limit} bytes")
+    if not d.eof:
+        raise StructureError("the deflated data set is cut short (its deflate stream does not end)")
     return out
 
 
@@ -177,8 +187,9 @@ def check_dataset_structure(
     if transfer_syntax == DEFLATED:
         data = memoryview(inflate_bounded(data, max_inflated))
     walker = _Walker(data, explicit=transfer_syntax != IMPLICIT_LE,
-                     little=transfer_syntax != EXPLICIT_BE, max_depth=max_depth, collect=collect,
-                     found={})
-    walker.walk(0, len(data), 0, in_item=False)
-    assert walker.found is not None
+                     little=transfer_syntax != EXPLICIT_BE, max_depth=max_depth, collect=collect)
+    try:
+        walker.walk(0, len(data), 0, in_item=False)
+    except RecursionError:  # max_depth set beyond what the interpreter's stack allows
+        raise StructureError("sequences nest too deep to check") from None
     return walker.found
