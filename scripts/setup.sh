@@ -34,5 +34,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,postgres]"
   echo "$want" > "$stamp"
 fi
+# The workstation UI (web/): JavaScript dependencies pinned in web/package-lock.json, built with vite
+# into src/medimg/web/static (served at /ui).  Node.js comes from Debian if the machine has none.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing Node.js and npm from Debian"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+webstamp=web/node_modules/.medimg-build
+webwant=$(cat web/package.json web/package-lock.json web/vite.config.js web/index.html $(find web/src -type f | sort) | sha256sum | cut -d' ' -f1)
+if [ ! -f "$webstamp" ] || [ "$(cat "$webstamp")" != "$webwant" ] || [ ! -f src/medimg/web/static/index.html ]; then
+  echo "setup: building the workstation UI (npm ci, vite build)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null)
+  echo "$webwant" > "$webstamp"
+fi
 .venv/bin/python -c "import torch, medimg; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "setup: ready (medimg $(.venv/bin/python -c 'import medimg; print(medimg.__version__)'), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
