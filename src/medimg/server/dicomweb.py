@@ -95,7 +95,8 @@ class WebError(Exception):
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps({"error": message}), status_code=status, media_type="application/json",
+    one_line = " ".join(message.split())
+    return Response(json.dumps({"error": one_line}), status_code=status, media_type="application/json",
                     headers=headers)
 
 
@@ -779,7 +780,7 @@ def _transcode(inst: StoredInstance, ts: str) -> bytes:
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(inst.path)
         if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)  # the same instance, losslessly
         ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(ts)
         buf = io.BytesIO()
         ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
