@@ -123,7 +123,7 @@ class _Route(APIRoute):
 def _uid(value: str, what: str) -> str:
     if not is_valid_uid(value):
         shown = value[:80].encode("unicode_escape").decode("ascii")
-        raise WebError(400, f"{what} {shown!r} is not a UID (digits and dots, at most 64 characters)")
+        raise WebError(400, f"{what} '{shown}' is not a UID (digits and dots, at most 64 characters)")
     return value
 
 
