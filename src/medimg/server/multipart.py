@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 MAX_HEADER_BYTES = 16384  # the header block of one part
+MAX_BOUNDARY = 256
 _TOKEN_SPLIT = re.compile(r'((?:[^,;"]|"(?:[^"\\]|\\.)*")*)([,;]|$)')
 
 
@@ -190,8 +191,9 @@ def split_parts(buf: _Buffer, boundary: str, max_parts: int = 100000) -> list[Pa
     Strict about structure so that a truncated or mangled upload is refused as a whole instead of being
     half-used: the first delimiter must exist, every part must end with a delimiter, and the body must
     end with the close delimiter."""
-    if not boundary or len(boundary) > 70:
-        raise MultipartError("the boundary must be 1 to 70 characters (RFC 2046)")
+    if not boundary or len(boundary) > MAX_BOUNDARY:
+        # RFC 2046 allows 70 characters; some senders (Orthanc's STOW-RS client) use more
+        raise MultipartError(f"the boundary must be 1 to {MAX_BOUNDARY} characters")
     delim = b"--" + boundary.encode("latin-1")
     size = len(buf)
     pos = buf.find(delim)
