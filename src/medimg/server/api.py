@@ -67,6 +67,25 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+# ---------------------------------------------------------------------------------------- dependencies
+def _server(request: Request) -> Any:
+    return request.app.state.server
+
+
+def _study_uid(uid: str) -> str:
+    return check_uid(uid, "Study Instance UID")
+
+
+def _known_study(uid: Annotated[str, Depends(_study_uid)], server: Annotated[Any, Depends(_server)]) -> str:
+    if not wl.study_exists(server.store, uid):
+        raise HTTPException(404, f"study {uid} is not in the store")
+    return uid
+
+
+#: A Study Instance UID from the path: 400 unless digits and dots, 404 unless stored.
+KnownStudy = Annotated[str, Depends(_known_study)]
+
+
 def build_app(server: MedimgServer) -> FastAPI:
     from .. import __version__
     from .dicomweb import router as dicomweb_router
@@ -80,18 +99,8 @@ def build_app(server: MedimgServer) -> FastAPI:
                            expose_headers=["Content-Type", "Content-Length"])
     app.include_router(dicomweb_router(server), prefix="/dicomweb")
     _error_handlers(app)
+    app.state.server = server
     store = server.store
-
-    # ------------------------------------------------------------------------------ dependencies
-    def study_uid(uid: str) -> str:
-        return check_uid(uid, "Study Instance UID")
-
-    def known_study(uid: Annotated[str, Depends(study_uid)]) -> str:
-        if not wl.study_exists(store, uid):
-            raise HTTPException(404, f"study {uid} is not in the store")
-        return uid
-
-    KnownStudy = Annotated[str, Depends(known_study)]
 
     # ------------------------------------------------------------------------------ routes
     @app.get("/api/health")

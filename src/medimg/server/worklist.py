@@ -89,6 +89,16 @@ def _modalities(conn: Any, study_pks: list[int]) -> dict[int, list[str]]:
     return out
 
 
+def _instance_counts(conn: Any, study_pks: list[int]) -> dict[int, int]:
+    if not study_pks:
+        return {}
+    rows = conn.execute(select(t.series.c.study_pk, func.count(t.instances.c.id))
+                        .join(t.instances, t.instances.c.series_pk == t.series.c.id)
+                        .where(t.series.c.study_pk.in_(study_pks), t.series.c.derived.is_(False))
+                        .group_by(t.series.c.study_pk))
+    return {int(pk): int(n) for pk, n in rows}
+
+
 def worklist(store: Store, query: WorklistQuery = WorklistQuery()) -> dict[str, Any]:
     """One page of the worklist: ``{"total", "limit", "offset", "items": [entry, ...]}``."""
     latest = _latest_analysis()
@@ -119,11 +129,13 @@ def worklist(store: Store, query: WorklistQuery = WorklistQuery()) -> dict[str, 
         rows = conn.execute(base.order_by(func.coalesce(a.c.priority_rank, 9), s.c.first_received, s.c.id)
                             .limit(limit).offset(offset)).all()
         modalities = _modalities(conn, [r.id for r in rows])
+        counts = _instance_counts(conn, [r.id for r in rows])
     items = []
     for r in rows:
         entry = _study_dict(r)
         entry.update({
-            "modalities": modalities.get(r.id, []),
+            "modalities": modalities.get(r.id, []), "instances": counts.get(r.id, 0),
+            "received": r.first_received,
             "analysis_id": r.analysis_id, "analysis_status": r.analysis_status,
             "protocol": r.protocol or None, "priority": r.priority or None, "priority_rank": r.rank,
             "key_finding": r.key_finding or None, "quality": r.quality or None,
