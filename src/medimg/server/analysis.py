@@ -367,7 +367,7 @@ class AnalysisService:
         a, s = t.analyses, t.studies
         now = time.time()
         with self._db.begin() as conn:
-            left = conn.execute(select(a.c.id, a.c.attempts, s.c.study_uid).join(s, a.c.study_pk == s.c.id)
+            left: Any = conn.execute(select(a.c.id, a.c.attempts, s.c.study_uid).join(s, a.c.study_pk == s.c.id)
                                 .where(a.c.status == "running")).all()
             for aid, attempts, uid in left:
                 if attempts >= self.max_attempts:
@@ -378,7 +378,7 @@ class AnalysisService:
                 else:
                     conn.execute(update(a).where(a.c.id == aid).values(status="queued", not_before=0.0))
             has_analysis = select(a.c.id).where(a.c.study_pk == s.c.id).exists()
-            waiting = conn.execute(select(s.c.study_uid, s.c.last_received)
+            waiting: Any = conn.execute(select(s.c.study_uid, s.c.last_received)
                                    .where(s.c.status == "received", ~has_analysis)).all()
         for aid, attempts, uid in left:
             self._event("analysis_interrupted", uid, {"analysis_id": aid, "attempt": attempts,
@@ -448,7 +448,7 @@ class AnalysisService:
         self._poke = False
         a, s = t.analyses, t.studies
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(a.c.id, a.c.attempts, s.c.study_uid).join(s, a.c.study_pk == s.c.id)
+            rows: Any = conn.execute(select(a.c.id, a.c.attempts, s.c.study_uid).join(s, a.c.study_pk == s.c.id)
                                 .where(a.c.status == "queued", a.c.not_before <= now)
                                 .order_by(a.c.id).limit(free + len(busy))).all()
             later = conn.execute(select(func.min(a.c.not_before))
@@ -503,7 +503,7 @@ class AnalysisService:
         """The stored files of the study's acquired (not derived) series, in series order."""
         i, se, s = t.instances, t.series, t.studies
         with self.store.engine.connect() as conn:
-            rel = conn.execute(select(i.c.path).join(se, i.c.series_pk == se.c.id).join(s, se.c.study_pk == s.c.id)
+            rel: Any = conn.execute(select(i.c.path).join(se, i.c.series_pk == se.c.id).join(s, se.c.study_pk == s.c.id)
                                .where(s.c.study_uid == study_uid, se.c.derived.is_(False))
                                .order_by(se.c.series_number, se.c.id, i.c.instance_number, i.c.id)).scalars().all()
         return [str(self.store.root / r) for r in rel]
@@ -527,7 +527,7 @@ class AnalysisService:
                 self._event("priors_failed", study_uid, {"peer": self.config.priors_from,
                                                          "error": _one_line(exc)})
         with self.store.engine.connect() as conn:
-            earlier = conn.execute(select(s.c.study_uid).where(
+            earlier: Any = conn.execute(select(s.c.study_uid).where(
                 s.c.patient_id == row.patient_id, s.c.study_uid != study_uid, s.c.study_date != "",
                 s.c.study_date < row.study_date).order_by(s.c.study_date.desc()).limit(most)).scalars().all()
         return [files for files in (self._study_files(uid) for uid in earlier) if files]
