@@ -655,3 +655,20 @@ def test_inline_binary_is_base64_of_the_value(web: SimpleNamespace) -> None:
         data = base64.b64decode(element["InlineBinary"]) if "InlineBinary" in element \
             else fetch_bulk(web, element["BulkDataURI"])
         assert data == ds[int(tag, 16)].value
+
+
+def test_ohif_thumbnail_requests(web: SimpleNamespace) -> None:
+    """OHIF's 'thumbnail'/'rendered' strategies: dicomweb-client asks multipart image/jpeg with an
+    ``accept`` query parameter; the 'fetch' strategy asks image/jpeg with viewport=256,256."""
+    ds = read(web.ct[0], stop_before_pixels=True)
+    r = web.client.get(url_of(ds) + "/thumbnail", params={"accept": "image/jpeg"},
+                       headers={"Accept": 'multipart/related; type="image/jpeg"'})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).size == (128, 128)
+    r = web.client.get(url_of(ds) + "/rendered", headers={"Accept": 'multipart/related; type="image/png"'})
+    (headers, content), = split_multipart(r)
+    assert headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(content)).size == (512, 512)
+    r = web.client.get(f"/studies/{web.study}/series/{ds.SeriesInstanceUID}/thumbnail",
+                       params={"viewport": "256,256"}, headers={"Accept": "image/jpeg"})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (256, 256)
