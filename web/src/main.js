@@ -1,8 +1,9 @@
-import { init as csInit } from "@cornerstonejs/core";
-import { init as dicomLoaderInit } from "@cornerstonejs/dicom-image-loader";
-import { init as toolsInit } from "@cornerstonejs/tools";
+// The medimg workstation: sign-in, worklist, study review (with the Cornerstone3D viewer from
+// ./viewer, loaded on demand) and the quality dashboard.
+import "./styles/tokens.css";
+import "./styles/base.css";
+import "./styles/components.css";
+import "./styles/screens.css";
+import { startApp } from "./app/app.js";
 
-await csInit();
-dicomLoaderInit({ maxWebWorkers: 2 });
-toolsInit();
-document.getElementById("app").textContent = "medimg";
+startApp(document.getElementById("app"));

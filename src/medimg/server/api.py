@@ -89,6 +89,7 @@ KnownStudy = Annotated[str, Depends(_known_study)]
 def build_app(server: MedimgServer) -> FastAPI:
     from .. import __version__
     from .dicomweb import router as dicomweb_router
+    from .web import router as web_router
 
     app = FastAPI(title="medimg", version=__version__)
     if server.config.cors_origins:
@@ -98,6 +99,7 @@ def build_app(server: MedimgServer) -> FastAPI:
                            allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
                            expose_headers=["Content-Type", "Content-Length"])
     app.include_router(dicomweb_router(server), prefix="/dicomweb")
+    app.include_router(web_router())  # the workstation UI at /ui/ (server/web.py)
     _error_handlers(app)
     app.state.server = server
     store = server.store

@@ -1,0 +1,151 @@
+// The report side of a study: impression editor, guideline recommendations, triage, image quality,
+// segmented structures (with their STL meshes), the files of the analysis, and the history.
+import { urls } from "../api.js";
+import { h } from "../dom.js";
+import { label, measurement, millis, stamp, when } from "../format.js";
+import { actionName } from "../labels.js";
+import { PRIORITY, QUALITY, qualityBadge } from "../ui/badges.js";
+import { icon } from "../ui/icons.js";
+
+export function section(title, ...children) {
+  return h("section.panel-section", h("h3.section-title", title), ...children);
+}
+
+/** Impression editor.  ctx: {impression:{ai,text,edited}, editable, reason, onSave(text) -> Promise, onDirty(flag)} */
+export function impressionEditor(ctx) {
+  const saved = ctx.impression?.text ?? ctx.impression?.ai ?? "";
+  const ai = ctx.impression?.ai ?? "";
+  const status = h("span.save-state", { testid: "impression-state", "aria-live": "polite" }, ctx.impression?.edited ? "Edited by the radiologist" : "AI text");
+  const area = h("textarea.textarea", {
+    rows: "9", testid: "impression-text", "aria-label": "Impression", readonly: !ctx.editable, spellcheck: "true",
+    title: ctx.editable ? "" : ctx.reason,
+    oninput: () => {
+      const dirty = area.value !== saved;
+      save.disabled = !dirty;
+      status.textContent = dirty ? "Unsaved changes" : ctx.impression?.edited ? "Edited by the radiologist" : "AI text";
+      status.classList.toggle("dirty", dirty);
+      ctx.onDirty(dirty, area.value);
+    },
+    onkeydown: (ev) => {
+      if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "s") {
+        ev.preventDefault();
+        if (!save.disabled) save.click();
+      }
+    },
+  });
+  area.value = saved;
+  const save = h("button.btn.btn-primary.btn-small", {
+    type: "button", disabled: true, testid: "impression-save", title: "Save (Ctrl+S)",
+    onclick: async () => {
+      save.disabled = true;
+      status.textContent = "Saving…";
+      const ok = await ctx.onSave(area.value);
+      if (!ok) {
+        save.disabled = false;
+        status.textContent = "Not saved";
+      }
+    },
+  }, "Save impression");
+  const restore = h("button.btn.btn-ghost.btn-small", {
+    type: "button", testid: "impression-restore", disabled: !ctx.editable || !ai, title: "Put the AI's text back in the editor",
+    onclick: () => {
+      area.value = ai;
+      area.dispatchEvent(new Event("input"));
+      area.focus();
+    },
+  }, "Restore AI text");
+  return h("div.impression", { testid: "impression-editor" },
+    area,
+    h("div.impression-foot", status, h("span.spacer"), ctx.editable ? [restore, save] : h("span.muted.small", ctx.reason)),
+    ctx.impression?.edited && ai ? h("details.ai-original", h("summary", "AI's original impression"), h("p", ai)) : null);
+}
+
+export function recommendationsSection(report) {
+  const recs = report?.recommendations || [];
+  if (!recs.length) return null;
+  return section("Guideline recommendations", h("div.recs", recs.map((r) => h(`div.rec${r.applicable === false ? ".rec-na" : ""}`, { testid: "recommendation" },
+    h("div.rec-head", h("span.rec-guideline", r.guideline), h("span.rec-cat", r.applicable === false ? "not applicable" : r.category),
+      (r.finding_ids || []).length ? h("span.muted.small", r.finding_ids.join(", ")) : null),
+    h("p.rec-text", r.text)))));
+}
+
+export function triageSection(report) {
+  const t = report?.triage;
+  if (!t) return null;
+  const p = PRIORITY[t.priority];
+  return section("Triage", h(`div.triage.prio-${t.priority}`, { testid: "triage" },
+    h("span.badge.prio", { class: `prio-${t.priority}` }, h("span.glyph", p?.glyph || "•"), p?.label || t.priority),
+    h("p", t.reason || "")));
+}
+
+export function qualitySection(report) {
+  const q = report?.quality;
+  if (!q) return null;
+  const checks = q.checks || [];
+  const flagged = checks.filter((c) => c.status !== "pass");
+  const row = (c) => h(`li.check.check-${c.status}`, h("span.check-status", { title: QUALITY[c.status]?.label || c.status }, QUALITY[c.status]?.glyph || "•"),
+    h("span.check-name", label(c.name)), h("span.check-reason", c.reason || ""));
+  return section("Image quality", h("div.quality-head", qualityBadge(q.verdict),
+    h("span.muted", flagged.length ? `${flagged.length} of ${checks.length} checks flagged` : `all ${checks.length} checks passed`)),
+  flagged.length ? h("ul.checks", flagged.map(row)) : null,
+  h("details.checks-all", h("summary", "All checks"), h("ul.checks", checks.map(row))));
+}
+
+/** Files of the analysis (or of the signed report) and the STL meshes. */
+export function outputsSection(uid, report, signed) {
+  const files = [
+    ["report-html", "Report (HTML)", urls.reportHtml(uid), "file", true],
+    ["report-pdf", "Report (PDF)", urls.reportPdf(uid), "file", true],
+    ["sr", "DICOM SR", urls.sr(uid), "download", false],
+    ["seg", "DICOM SEG", urls.seg(uid), "download", false],
+    ["fhir", "FHIR DiagnosticReport", urls.fhir(uid), "download", false],
+    ["report-json", "report.json", urls.reportJson(uid), "download", true],
+  ];
+  const structures = (report?.structures || []).filter((s) => s.name);
+  return section(signed ? "Signed report files" : "Files",
+    h("ul.file-list", { testid: "downloads" }, files.map(([key, text, url, glyph, view]) => h("li",
+      h("a.file-link", { href: url, testid: `download-${key}`, target: view ? "_blank" : undefined, rel: view ? "noopener" : undefined, download: view ? undefined : "" },
+        icon(glyph, { size: 15 }), text)))),
+    structures.length ? [h("h4.sub-title", "3-D meshes (STL)"),
+      h("ul.file-list.mesh-list", { testid: "mesh-downloads" }, structures.map((s) => {
+        const vol = (s.measurements || []).find((m) => m.name === "volume");
+        return h("li", h("a.file-link", { href: urls.mesh(uid, s.name), download: `${s.name}.stl`, testid: "download-mesh", dataset: { structure: s.name } },
+          icon("cube", { size: 15 }), label(s.name)), vol ? h("span.muted.small", measurement(vol)) : null);
+      }))] : null);
+}
+
+export function comparisonsSection(report) {
+  const comps = report?.comparisons || [];
+  if (!comps.length) return null;
+  return section("Comparison with prior", h("ul.comparisons", comps.map((c) => h("li.comparison", { testid: "comparison-item" },
+    h("span.finding-id", c.finding_id), c.prior_finding_id ? h("span.muted", `↔ prior ${c.prior_finding_id}`) : h("span.badge.tag", "new"),
+    h("p", c.summary || (c.changes || []).map((m) => `${label(m.name)} ${measurement(m)}`).join(", "))))));
+}
+
+function historyDetail(e) {
+  const d = e.detail && typeof e.detail === "object" ? e.detail : {};
+  const parts = [];
+  const fid = e.finding_id || d.finding_id || d.finding;
+  if (fid) parts.push(fid);
+  const changes = e.changes || d.changes;
+  if (Array.isArray(changes) && changes.length) parts.push(changes.join("; "));
+  const text = e.summary || e.text || d.summary || d.reason || d.text || d.error || d.comment || d.priority && `priority ${d.priority}` || "";
+  if (text) parts.push(String(text));
+  if (e.comment && !parts.includes(e.comment)) parts.push(`“${e.comment}”`);
+  return parts.join(" · ");
+}
+
+export function historyList(items) {
+  if (!items || !items.length) return h("p.muted.empty-line", { testid: "history-empty" }, "Nothing has happened to this study yet.");
+  const sorted = [...items].sort((a, b) => millis(b.at) - millis(a.at) || (b.id || 0) - (a.id || 0));
+  return h("ol.history", { testid: "history-list" }, sorted.map((e) => {
+    const who = e.by_name || e.display_name || e.actor_name || e.actor || e.by || e.user || "system";
+    const system = who === "system" || who === "api" || String(who).startsWith("medimg");
+    return h("li.history-item", { testid: "history-item", dataset: { action: e.action || "" } },
+      h(`span.history-dot${system ? ".system" : ""}`, { "aria-hidden": "true" }),
+      h("div.history-body",
+        h("div.history-what", actionName(e.action)),
+        historyDetail(e) ? h("div.history-detail", historyDetail(e)) : null,
+        h("div.history-meta", h("span.history-who", { testid: "history-who" }, who), h("time", { datetime: String(e.at ?? ""), title: stamp(e.at) }, when(e.at)))));
+  }));
+}

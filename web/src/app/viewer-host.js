@@ -1,0 +1,79 @@
+// The bridge to the image viewer (web/src/viewer, Cornerstone3D), loaded on demand so that the
+// worklist and the dashboard never download it.  If the viewer module is missing from a build the
+// study page still works (a placeholder takes its place).
+import { h } from "./dom.js";
+import { icon } from "./ui/icons.js";
+
+const modules = import.meta.glob("../viewer/index.js");
+
+let loading = null;
+
+export function loadViewerModule() {
+  const loader = modules["../viewer/index.js"];
+  if (!loader) return Promise.resolve(null);
+  if (!loading) loading = loader().catch((err) => {
+    loading = null;
+    throw err;
+  });
+  return loading;
+}
+
+/**
+ * Mount a viewer in `element`.  Returns an adapter with the calls the study page makes; each is a
+ * no-op when the viewer does not offer it:
+ *   showFinding(id), setFindings(findings), setReadOnly(flag), destroy()
+ */
+export async function mountStudyViewer(element, options) {
+  let mod = null;
+  try {
+    mod = await loadViewerModule();
+  } catch (err) {
+    console.error("viewer failed to load", err);
+    placeholder(element, "The image viewer could not be loaded.", String(err?.message || err));
+    return adapter(null);
+  }
+  if (!mod || typeof mod.mountViewer !== "function") {
+    placeholder(element, "The image viewer is not part of this build.", "Findings, the report and sign-off work without it.");
+    return adapter(null);
+  }
+  try {
+    const viewer = await mod.mountViewer(element, options);
+    return adapter(viewer);
+  } catch (err) {
+    console.error("viewer failed to start", err);
+    placeholder(element, "The image viewer could not start.", String(err?.message || err));
+    return adapter(null);
+  }
+}
+
+function call(viewer, names, ...args) {
+  if (!viewer) return undefined;
+  for (const name of names) {
+    if (typeof viewer[name] === "function") {
+      try {
+        return viewer[name](...args);
+      } catch (err) {
+        console.error(`viewer.${name} failed`, err);
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+function adapter(viewer) {
+  return {
+    available: Boolean(viewer),
+    raw: viewer,
+    showFinding: (id, finding) => call(viewer, ["showFinding", "jumpToFinding", "selectFinding", "goToFinding"], id, finding),
+    setFindings: (findings) => call(viewer, ["setFindings", "updateFindings"], findings),
+    setReadOnly: (flag) => call(viewer, ["setReadOnly", "setEditable"], viewer && typeof viewer.setReadOnly === "function" ? flag : !flag),
+    startAddFinding: () => call(viewer, ["startAddFinding", "drawFinding", "addFindingTool"]),
+    destroy: () => call(viewer, ["destroy", "unmount", "dispose"]),
+  };
+}
+
+function placeholder(element, title, text) {
+  element.replaceChildren(h("div.viewer-placeholder", { testid: "viewer-placeholder" },
+    icon("eye", { size: 32 }), h("p.viewer-placeholder-title", title), h("p.muted", text)));
+}
