@@ -177,6 +177,8 @@ def test_qido_studies_includefield(web: SimpleNamespace) -> None:
     extra = qido(web, "/studies", PatientID="Lung_Dx-A0001", includefield="00080070,StudyDescription")[0]
     assert value(extra, "00080070") == read(web.ct[0], stop_before_pixels=True).Manufacturer  # from a file
     assert value(extra, "00081030") == "Chest"
+    empty_key = qido(web, "/studies", PatientID="Lung_Dx-A0001", Manufacturer="")[0]  # a return key
+    assert value(empty_key, "00080070") == value(extra, "00080070")
     everything = qido(web, "/studies", PatientID="Lung_Dx-A0001", includefield="all")[0]
     assert set(plain) <= set(everything)
     assert list(everything) == sorted(everything)  # attributes in tag order
@@ -249,6 +251,8 @@ def test_qido_results_capped(web: SimpleNamespace) -> None:
     ({"includefield": "NotAKeyword"}, "NotAKeyword"),
     ({"fuzzymatching": "maybe"}, "fuzzymatching"),
     ({"SeriesNumber": "two"}, "integer"),
+    ({"Manufacturer": "Philips"}, "Manufacturer cannot be matched"),
+    ({"NumberOfStudyRelatedInstances": "128"}, "cannot be matched"),
 ])
 def test_qido_bad_keys(web: SimpleNamespace, params: dict[str, str], words: str) -> None:
     r = web.client.get("/instances" if "Series" in str(params) else "/studies", params=params)

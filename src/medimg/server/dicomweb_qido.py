@@ -18,7 +18,7 @@ import pydicom
 from fastapi import Request
 from starlette.responses import Response
 
-from ..store import QueryError, find
+from ..store import QueryError, find, supported_keys
 from . import dicom_json as dj
 from .dicomweb_http import (
     WebError,
@@ -48,6 +48,8 @@ _SERIES_KEYS = ("Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNum
                 "SeriesTime", "BodyPartExamined", "NumberOfSeriesRelatedInstances", "StudyInstanceUID")
 _INSTANCE_KEYS = ("SOPClassUID", "SOPInstanceUID", "InstanceAvailability", "InstanceNumber", "Rows",
                   "Columns", "NumberOfFrames", "StudyInstanceUID", "SeriesInstanceUID")
+# keys with a value are matched; counts are computed, never matched
+_MATCHABLE = frozenset(k for k in supported_keys("IMAGE") + ["ModalitiesInStudy"] if not k.startswith("NumberOf"))
 _CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept", "charset"}
 
 
@@ -103,6 +105,13 @@ class QidoService:
                                    "(nested keys are not supported)")
                 if kw in query:
                     raise WebError(400, f"query key {kw} is given twice")
+                if kw not in _MATCHABLE:
+                    if value.strip():
+                        raise WebError(400, f"{kw} cannot be matched here (matching keys: "
+                                       f"{', '.join(sorted(_MATCHABLE))}); give it as includefield to have "
+                                       "it returned")
+                    include.append(kw)  # an empty key asks for the attribute to be returned
+                    continue
                 if kw.endswith("UID") and kw != "AvailableTransferSyntaxUID":
                     value = value.replace(",", "\\")
                 query[kw] = value
