@@ -468,6 +468,48 @@ def test_received_study_is_picked_up_on_start(medimg_server: Callable[..., Any],
     assert [a["status"] for a in analyses(second, uid)] == ["refused"]
 
 
+# ---------------------------------------------------------------------------------------- priors
+NY_SBU = ("registration", "ny-sbu", "A002304")  # one patient: a CT slice on 1900-12-31 and on 1901-01-12
+
+
+def _detail_of(server: Any, uid: str, action: str) -> dict[str, Any]:
+    return next(e["detail"] for e in server.store.events(uid) if e["action"] == action)
+
+
+def test_earlier_study_of_the_patient_is_given_as_prior(medimg_server: Callable[..., Any],
+                                                        data_dir: Path) -> None:
+    folder = data_dir.joinpath(*NY_SBU)
+    server = medimg_server(analysis=True, quiet_seconds=0.5)
+    prior = put(server, folder / "19001231-076.dcm").study_uid
+    wait_for(lambda: finished(server, prior), 300, "the analysis of the earlier study")
+    current = put(server, folder / "19010112-135.dcm").study_uid
+    wait_for(lambda: finished(server, current), 300, "the analysis of the later study")
+    # single slices: both refused by chest CT routing, but the later one was given the earlier one
+    assert _detail_of(server, prior, "analysis_refused")["priors_given"] == 0
+    assert _detail_of(server, current, "analysis_refused")["priors_given"] == 1
+
+
+@pytest.mark.peer
+def test_priors_are_fetched_from_priors_from(medimg_server: Callable[..., Any], orthanc: Any,
+                                             data_dir: Path) -> None:
+    folder = data_dir.joinpath(*NY_SBU)
+    prior_file = folder / "19001231-076.dcm"
+    prior_uid = str(pydicom.dcmread(prior_file, stop_before_pixels=True).StudyInstanceUID)
+    orthanc.upload([prior_file])
+    server = medimg_server(analysis=True, quiet_seconds=0.5, priors_from="PACS",
+                           peers={"PACS": Peer(orthanc.aet, "127.0.0.1", orthanc.dicom_port)})
+    orthanc.add_modality("MEDIMG", server.config.aet, server.node.port)
+    current = put(server, folder / "19010112-135.dcm").study_uid
+    wait_for(lambda: finished(server, current), 300, "the analysis")
+    assert _detail_of(server, current, "priors_fetched") == {"peer": "PACS", "studies": [prior_uid]}
+    assert _detail_of(server, current, "analysis_refused")["priors_given"] == 1
+    stored = server.store.instances(study_uid=prior_uid)
+    assert len(stored) == 1
+    assert stored[0].sop_uid == str(pydicom.dcmread(prior_file, stop_before_pixels=True).SOPInstanceUID)
+    # a study fetched as a prior is not analysed itself
+    assert server.store.study_status(prior_uid) == "received" and not analyses(server, prior_uid)
+
+
 # ---------------------------------------------------------------------------------------- webhook
 def _webhook_events(store: Store) -> list[dict[str, Any]]:
     return [e for e in store.events() if e["action"].startswith("webhook_")]

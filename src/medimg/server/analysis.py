@@ -181,7 +181,7 @@ def _analyse(job: Mapping[str, Any]) -> dict[str, Any]:
         "findings": len(report.findings),
         "files": sorted(p.name for p in written.values()),
         "dicom": dicom,
-        "priors_used": len(prior_dirs),
+        "priors_given": len(prior_dirs),
     }
 
 
@@ -510,7 +510,8 @@ class AnalysisService:
 
     def _prior_files(self, study_uid: str, most: int = 2) -> list[list[str]]:
         """Files of the patient's earlier studies in the store (after fetching them from
-        ``priors_from`` when it is set): the ``most`` latest before this study's date."""
+        ``priors_from`` when it is set): the ``most`` latest before this study's date.  Studies fetched
+        as priors are not analysed themselves."""
         s = t.studies
         with self.store.engine.connect() as conn:
             row = conn.execute(select(s.c.patient_id, s.c.study_date).where(s.c.study_uid == study_uid)).first()
@@ -521,6 +522,9 @@ class AnalysisService:
                 from .dicom_node import fetch_priors
 
                 fetched = fetch_priors(self.server, row.patient_id, self.config.priors_from)
+                with self._lock:  # fetched to compare with, not to be analysed themselves
+                    for uid in fetched:
+                        self._arrivals.pop(uid, None)
                 self._event("priors_fetched", study_uid, {"peer": self.config.priors_from,
                                                           "studies": list(fetched)})
             except Exception as exc:  # analyse without priors rather than not at all
@@ -618,7 +622,7 @@ class AnalysisService:
         detail = {"analysis_id": run.analysis_id, "attempt": run.attempt, "protocol": result.get("protocol"),
                   "priority": priority, "key_finding": result.get("key_finding"),
                   "quality": result.get("quality"), "outputs": result.get("files", []),
-                  "priors_used": result.get("priors_used", 0)}
+                  "priors_given": result.get("priors_given", 0)}
         if not complete:
             detail.update(refusal=result.get("refusal_kind"), reason=_clip(result.get("refusal", ""), 500))
         self._event("analysis_done" if complete else "analysis_refused", run.study_uid, detail)
