@@ -139,6 +139,7 @@ def _link_all(files: list[str], folder: Path) -> None:
 def _analyse(job: Mapping[str, Any]) -> dict[str, Any]:
     import pydicom
 
+    from ..monitoring import describe, finding_scores
     from ..pipeline import analyze, refusal_kind
     from ..report.outputs import FILENAMES, write_report
 
@@ -182,6 +183,8 @@ def _analyse(job: Mapping[str, Any]) -> dict[str, Any]:
         "files": sorted(p.name for p in written.values()),
         "dicom": dicom,
         "priors_given": len(prior_dirs),
+        "inputs": describe(report, image),  # input features and AI scores for drift monitoring
+        "scores": finding_scores(report),  # (medimg.monitoring; recorded by dashboard.record_inputs)
     }
 
 
@@ -626,6 +629,9 @@ class AnalysisService:
         if not complete:
             detail.update(refusal=result.get("refusal_kind"), reason=_clip(result.get("refusal", ""), 500))
         self._event("analysis_done" if complete else "analysis_refused", run.study_uid, detail)
+        from .dashboard import record_inputs
+
+        record_inputs(self._db, run.analysis_id, result)  # for the quality dashboard; never raises
         if stored and self.config.destination:
             th = threading.Thread(target=self._send_results, args=(run, stored), name="medimg-deliver",
                                   daemon=True)

@@ -88,6 +88,7 @@ KnownStudy = Annotated[str, Depends(_known_study)]
 
 def build_app(server: MedimgServer) -> FastAPI:
     from .. import __version__
+    from .dashboard import router as dashboard_router
     from .dicomweb import router as dicomweb_router
     from .web import router as web_router
 
@@ -99,6 +100,7 @@ def build_app(server: MedimgServer) -> FastAPI:
                            allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
                            expose_headers=["Content-Type", "Content-Length"])
     app.include_router(dicomweb_router(server), prefix="/dicomweb")
+    app.include_router(dashboard_router(server))  # GET /api/dashboard (server/dashboard.py)
     app.include_router(web_router())  # the workstation UI at /ui/ (server/web.py)
     _error_handlers(app)
     app.state.server = server

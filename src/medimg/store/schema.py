@@ -119,3 +119,17 @@ events = Table(
     Column("detail", Text, nullable=False, default=""),  # JSON
     Index("ix_events_study", "study_pk"),
 )
+
+# The inputs of each finished analysis, for drift monitoring and the quality dashboard
+# (medimg.monitoring, medimg.server.dashboard): features JSON (scanner, kernel, slice thickness, kVp,
+# pixel spacing, pixel statistics) and the AI score of every finding (JSON list).
+analysis_inputs = Table(
+    "analysis_inputs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("analysis_pk", Integer, ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("protocol", String(64), nullable=False, default=""),
+    Column("features", Text, nullable=False, default="{}"),
+    Column("scores", Text, nullable=False, default="[]"),
+    Column("source", String(16), nullable=False, default="analysis"),  # analysis | report (read back later)
+    Column("recorded", Float, nullable=False),
+)
