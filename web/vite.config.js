@@ -1,4 +1,5 @@
 // Build of the medimg workstation: bundles into ../src/medimg/web/static, which the server serves at /ui.
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 
 export default defineConfig({
@@ -11,6 +12,8 @@ export default defineConfig({
     chunkSizeWarningLimit: 8000,
     rollupOptions: { input: { index: "index.html" } },
   },
+  // Node's "events" for vtk.js's xmlbuilder2 (see src/shims/events.js)
+  resolve: { alias: { events: fileURLToPath(new URL("./src/shims/events.js", import.meta.url)) } },
   worker: { format: "es" },
   optimizeDeps: { exclude: ["@cornerstonejs/dicom-image-loader"] },
 });

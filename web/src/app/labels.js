@@ -18,6 +18,11 @@ export const MODALITIES = ["CT", "CR", "DX", "MR", "US", "MG", "PT", "OP", "XA"]
 
 const ACTIONS = {
   received: "Study received",
+  study_complete: "Study complete",
+  study_received: "Study received",
+  result_stored: "Result stored with the study",
+  result_sent: "Result sent",
+  urgent_notified: "Urgent finding notified",
   stored: "Instances stored",
   analysis_queued: "Analysis queued",
   analysis_started: "Analysis started",

@@ -19,9 +19,9 @@ export function loadViewerModule() {
 }
 
 /**
- * Mount a viewer in `element`.  Returns an adapter with the calls the study page makes; each is a
- * no-op when the viewer does not offer it:
- *   showFinding(id), setFindings(findings), setReadOnly(flag), destroy()
+ * Mount a viewer in `element` (mountViewer of web/src/viewer/index.js).  Returns an adapter with the
+ * calls the study page makes; each is a no-op when the viewer is missing or does not offer it:
+ *   showFinding(id), setFindings(findings), setLayout(name), getLayout(), showHeatmap(url), destroy()
  */
 export async function mountStudyViewer(element, options) {
   let mod = null;
@@ -65,11 +65,13 @@ function adapter(viewer) {
   return {
     available: Boolean(viewer),
     raw: viewer,
-    showFinding: (id, finding) => call(viewer, ["showFinding", "jumpToFinding", "selectFinding", "goToFinding"], id, finding),
-    setFindings: (findings) => call(viewer, ["setFindings", "updateFindings"], findings),
-    setReadOnly: (flag) => call(viewer, ["setReadOnly", "setEditable"], viewer && typeof viewer.setReadOnly === "function" ? flag : !flag),
-    startAddFinding: () => call(viewer, ["startAddFinding", "drawFinding", "addFindingTool"]),
-    destroy: () => call(viewer, ["destroy", "unmount", "dispose"]),
+    ready: viewer && viewer.ready ? Promise.resolve(viewer.ready) : Promise.resolve(),
+    showFinding: (id, finding) => call(viewer, ["jumpToFinding", "showFinding", "selectFinding"], id, finding),
+    setFindings: (findings) => call(viewer, ["setFindings"], findings),
+    setLayout: (name) => call(viewer, ["setLayout"], name),
+    getLayout: () => call(viewer, ["getLayout"]),
+    showHeatmap: (url, opts) => call(viewer, ["showHeatmap"], url, opts),
+    destroy: () => call(viewer, ["destroy"]),
   };
 }
 

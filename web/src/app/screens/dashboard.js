@@ -2,7 +2,7 @@
 // weekly distribution of the AI score, and input drift against the model's training reference.
 import { api } from "../api.js";
 import { h, mount } from "../dom.js";
-import { label, num, stamp, when } from "../format.js";
+import { label, num, plural, stamp, when } from "../format.js";
 import { bind } from "../keys.js";
 import { protocolName } from "../labels.js";
 import { legend, scoreChart, shareBar } from "../ui/charts.js";
@@ -15,6 +15,13 @@ const OUTCOMES = [
   { key: "added", label: "Added (missed by AI)", glyph: "+" },
   { key: "pending", label: "Not reviewed", glyph: "◇" },
 ];
+
+const FEATURES = {
+  scanner: "Scanner model", kernel: "Reconstruction kernel", slice_thickness: "Slice thickness", kvp: "kVp",
+  pixel_spacing: "Pixel spacing", rows: "Matrix rows", px_mean: "Pixel mean", px_std: "Pixel SD",
+  px_p05: "Pixel 5th percentile", px_p50: "Pixel median", px_p95: "Pixel 95th percentile",
+};
+const featureName = (f) => FEATURES[f] || label(f);
 
 const DRIFT_STATUS = {
   ok: { label: "OK", glyph: "✓" },
@@ -36,7 +43,7 @@ function outcomes(p) {
   return h("div.outcomes", { testid: "dashboard-outcomes" },
     shareBar(segs, { testid: "outcome-bar" }),
     legend(segs),
-    h("p.muted.small", `${f.total} findings: ${f.ai ?? 0} from the AI, ${f.added ?? 0} added by radiologists; ${f.reviewed ?? 0} of the AI's reviewed.`));
+    h("p.muted.small", `${plural(f.total, "finding")}: ${f.ai ?? 0} from the AI, ${f.added ?? 0} added by radiologists; ${f.reviewed ?? 0} of the AI's reviewed.`));
 }
 
 function driftValue(d) {
@@ -57,7 +64,7 @@ function driftTable(p) {
       h("tbody", features.map((d) => {
         const s = DRIFT_STATUS[d.status] || { label: d.status, glyph: "•" };
         return h("tr", { class: d.alert ? "drift-alert" : "", testid: "drift-row", dataset: { feature: d.feature, status: d.status, alert: String(Boolean(d.alert)) } },
-          h("td", label(d.feature)), h("td.muted", label(d.method)), h("td.num", String(d.n ?? "")), h("td.num", driftValue(d)),
+          h("td", featureName(d.feature)), h("td.muted", label(d.method)), h("td.num", String(d.n ?? "")), h("td.num", driftValue(d)),
           h("td", h(`span.drift-status.drift-${d.status}`, h("span.glyph", { "aria-hidden": "true" }, s.glyph), s.label)),
           h("td.reason", d.reason || ""));
       })))) : h("p.muted.empty-line", "No input features recorded yet."));
@@ -79,10 +86,11 @@ function protocolCard(p) {
       h("span", h("strong", String(by.done ?? 0)), " done"),
       h("span", h("strong", String(by.refused ?? 0)), " refused"),
       h("span", { class: by.failed ? "text-bad" : "" }, h("strong", String(by.failed ?? 0)), " failed")),
-    h("section.card-section", h("h3.section-title", "Radiologist review of AI findings"), outcomes(p)),
-    h("section.card-section", h("h3.section-title", "AI score distribution per week"),
-      p.scores?.n ? [scoreChart(weeks), h("p.muted.small.chart-key", h("span.key-heat"), " share of the week's findings per score band  ", h("span.key-mean"), " weekly mean")]
-        : h("p.muted.empty-line", "No scored findings in the period.")),
+    h("div.card-cols",
+      h("section.card-section", h("h3.section-title", "Radiologist review of AI findings"), outcomes(p)),
+      h("section.card-section", h("h3.section-title", "AI score distribution per week"),
+        p.scores?.n ? [scoreChart(weeks), h("p.muted.small.chart-key", h("span.key-heat"), "share of the week's findings per score band", h("span.key-mean"), "weekly mean")]
+          : h("p.muted.empty-line", "No scored findings in the period."))),
     h("section.card-section", h("h3.section-title", "Input drift"), driftTable(p)));
 }
 
@@ -109,7 +117,8 @@ export function dashboardScreen() {
       const by = d.analyses?.by_status || {};
       mount(body,
         alerts.length ? h("div.banner.banner-alert", { role: "alert", testid: "dashboard-alert" }, icon("warn"),
-          h("div", h("strong", "Input drift: "), alerts.map((p) => `${protocolName(p.protocol)} — ${(p.drift.alerts || []).join("; ")}`).join(" · "))) : null,
+          h("div", h("strong", alerts.length === 1 ? "Input drift alert" : `Input drift alerts on ${alerts.length} protocols`),
+            h("ul.alert-list", alerts.map((p) => h("li", h("strong", `${protocolName(p.protocol)}: `), (p.drift.alerts || []).join("; ")))))) : null,
         h("div.stats", { testid: "dashboard-stats" },
           stat(d.analyses?.total, "analyses in the period", "stat-total"),
           stat(by.done, "done", "stat-done"),

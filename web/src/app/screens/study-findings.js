@@ -76,12 +76,22 @@ function provenance(f) {
     p.model_card ? h("span.muted", `· ${p.model_card}`) : null);
 }
 
-function evidenceLinks(f, uid) {
+function evidenceLinks(f, ctx) {
   const items = (f.evidence || []).filter((e) => e && e.path);
   if (!items.length) return null;
   return h("div.evidence", items.map((e) => {
     const name = String(e.path).split("/").pop();
-    return h("a.link", { href: urls.evidence(uid, name), target: "_blank", rel: "noopener", testid: "finding-evidence" }, icon("eye", { size: 13 }), label(e.kind || "evidence"));
+    const url = urls.evidence(ctx.uid, name);
+    const shown = ctx.heatmapUrl === url;
+    return h("span.evidence-item",
+      h("a.link", { href: url, target: "_blank", rel: "noopener", testid: "finding-evidence" }, icon("eye", { size: 13 }), label(e.kind || "evidence")),
+      ctx.onHeatmap ? h("button.btn.btn-ghost.btn-small", {
+        type: "button", testid: "finding-heatmap", "aria-pressed": String(shown),
+        onclick: (ev) => {
+          ev.stopPropagation();
+          ctx.onHeatmap(shown ? null : url);
+        },
+      }, shown ? "Hide on image" : "Show on image") : null);
   }));
 }
 
@@ -147,7 +157,7 @@ export function findingCard(f, ctx) {
     where ? h("span.fact", { testid: "finding-location" }, icon("target", { size: 13 }), where) : null,
     size ? h("span.fact.fact-size", { testid: "finding-size" }, size) : null),
   probabilityMeter(f.probability),
-  selected ? [characterisation(f), extraMeasurements(f), recommendationsFor(f, ctx.report), evidenceLinks(f, ctx.uid), provenance(f)] : null,
+  selected ? [characterisation(f), extraMeasurements(f), recommendationsFor(f, ctx.report), evidenceLinks(f, ctx), provenance(f)] : null,
   reviewLine(f),
   ctx.editingId === f.id ? editForm(f, ctx) : h("div.finding-actions",
     actionButton("accept", "Accept", "check", "a", "accept"),
@@ -195,7 +205,7 @@ function editForm(f, ctx) {
 }
 
 /** The Add-finding dialog; resolves with the POST body or null. `draft` may carry values the viewer gave. */
-export function addFindingDialog({ seriesUid, draft = {} }) {
+export function addFindingDialog({ seriesUid, draft = {}, onMarkOnImage = null }) {
   return new Promise((resolve) => {
     const center = draft.center_patient || [];
     const kind = h("select.select", { id: "add-kind", testid: "add-finding-kind" }, KINDS.map((k) => h("option", { value: k, selected: k === (draft.kind || "nodule") }, label(k))));
@@ -210,7 +220,9 @@ export function addFindingDialog({ seriesUid, draft = {} }) {
         h("label.field", { for: "add-diameter" }, h("span.field-label", "Diameter (mm)"), diameter),
         h("label.field", { for: "add-type" }, h("span.field-label", "Characterisation"), type)),
       h("fieldset.fieldset", h("legend", "Centre (patient coordinates, mm, LPS)"), h("div.form-row", coords)),
-      h("p.hint", draft.center_patient ? "Position taken from the viewer." : "Tip: draw the finding with the viewer's finding tool to fill the position and size in."),
+      draft.center_patient ? h("p.hint", "Position and size are taken from the circle drawn on the image.")
+        : onMarkOnImage ? h("p.hint", "Or ", h("button.link-button", { type: "submit", value: "mark", formnovalidate: true, testid: "add-finding-mark" }, "mark it on the image"),
+          " with the viewer's Mark tool (F): position and size are then filled in.") : null,
       error);
     openDialog({
       title: "Add a finding", body, testid: "add-finding-dialog",
@@ -219,6 +231,7 @@ export function addFindingDialog({ seriesUid, draft = {} }) {
         h("button.btn.btn-primary", { type: "submit", value: "ok", testid: "add-finding-save" }, "Add finding"),
       ],
       onClose: (value) => {
+        if (value === "mark" && onMarkOnImage) onMarkOnImage();
         if (value !== "ok") return resolve(null);
         const c = coords.map((l) => Number(l.querySelector("input").value));
         const out = { kind: kind.value, center_patient: c, diameter_mm: Number(diameter.value), series_uid: draft.series_uid || seriesUid };

@@ -3,7 +3,7 @@
 import { urls } from "../api.js";
 import { h } from "../dom.js";
 import { label, measurement, millis, stamp, when } from "../format.js";
-import { actionName } from "../labels.js";
+import { actionName, protocolName } from "../labels.js";
 import { PRIORITY, QUALITY, qualityBadge } from "../ui/badges.js";
 import { icon } from "../ui/icons.js";
 
@@ -34,6 +34,12 @@ export function impressionEditor(ctx) {
     },
   });
   area.value = saved;
+  const fit = () => {
+    area.style.height = "auto";
+    area.style.height = `${Math.min(Math.max(area.scrollHeight + 2, 140), Math.round(window.innerHeight * 0.55))}px`;
+  };
+  area.addEventListener("input", fit);
+  requestAnimationFrame(fit);
   const save = h("button.btn.btn-primary.btn-small", {
     type: "button", disabled: true, testid: "impression-save", title: "Save (Ctrl+S)",
     onclick: async () => {
@@ -129,9 +135,26 @@ function historyDetail(e) {
   if (fid) parts.push(fid);
   const changes = e.changes || d.changes;
   if (Array.isArray(changes) && changes.length) parts.push(changes.join("; "));
-  const text = e.summary || e.text || d.summary || d.reason || d.text || d.error || d.comment || d.priority && `priority ${d.priority}` || "";
+  switch (e.action) {
+    case "analysis_started":
+      if (d.attempt) parts.push(`attempt ${d.attempt}${d.max_attempts ? ` of ${d.max_attempts}` : ""}`);
+      break;
+    case "analysis_done":
+      if (d.protocol) parts.push(protocolName(d.protocol));
+      if (d.key_finding) parts.push(d.key_finding);
+      break;
+    case "result_stored":
+    case "result_sent":
+      if (d.kind) parts.push(`${String(d.kind).toUpperCase()} ${d.outcome || ""}`.trim());
+      if (d.peer || d.destination) parts.push(`to ${d.peer || d.destination}`);
+      break;
+    default:
+      break;
+  }
+  const text = e.summary || e.text || d.summary || d.reason || d.text || d.error || d.refusal || "";
   if (text) parts.push(String(text));
-  if (e.comment && !parts.includes(e.comment)) parts.push(`“${e.comment}”`);
+  const comment = e.comment || d.comment;
+  if (comment) parts.push(`“${comment}”`);
   return parts.join(" · ");
 }
 

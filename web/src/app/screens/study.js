@@ -8,7 +8,7 @@ import { bind } from "../keys.js";
 import { protocolName } from "../labels.js";
 import { subscribe } from "../live.js";
 import { href, navigate } from "../router.js";
-import { can, currentUser, roleReason } from "../session.js";
+import { can, roleReason } from "../session.js";
 import { priorityBadge, qualityBadge, stateBadge, studyState } from "../ui/badges.js";
 import { confirm } from "../ui/dialog.js";
 import { icon } from "../ui/icons.js";
@@ -21,9 +21,9 @@ import {
 } from "./study-report.js";
 
 const TABS = [
-  { key: "findings", label: "Findings", key1: "1" },
-  { key: "report", label: "Report", key1: "2" },
-  { key: "history", label: "History", key1: "3" },
+  { key: "findings", label: "Findings", key1: "g f" },
+  { key: "report", label: "Report", key1: "g r" },
+  { key: "history", label: "History", key1: "g h" },
 ];
 
 /** The review as the page uses it, from GET /review or (when that is unavailable) from the report. */
@@ -51,13 +51,11 @@ export function studyScreen({ params, query }) {
     selectedId: null, editingId: null, busyId: null, signing: false,
     tab: TABS.some((t) => t.key === query.tab) ? query.tab : "findings",
     layout: query.layout === "compare" ? "compare" : "single",
-    impressionDirty: false, impressionDraft: "", history: null, historyError: null,
+    heatmapUrl: null, impressionDirty: false, impressionDraft: "", history: null, historyError: null,
   };
   const cleanups = [];
   let viewer = null;
-  let priorViewer = null;
   let viewerMounted = false;
-  let priorMountedFor = null;
   let destroyed = false;
   let refreshTimer = null;
 
@@ -66,7 +64,6 @@ export function studyScreen({ params, query }) {
   const currentPane = h("div.viewer-pane.viewer-current", { testid: "viewer-current" });
   const currentHost = h("div.viewer-host", { testid: "viewer-host" }, h("div.viewer-loading", h("div.spinner"), h("span", "Loading images…")));
   const priorPane = h("div.viewer-pane.viewer-prior", { testid: "viewer-prior" });
-  const priorHost = h("div.viewer-host");
   const paneLabel = (text, testid) => h("div.pane-label", { testid }, text);
   currentPane.append(currentHost);
   const viewerArea = h("div.viewer-area", { testid: "viewer-area", dataset: { layout: st.layout } }, currentPane, priorPane);
@@ -159,7 +156,6 @@ export function studyScreen({ params, query }) {
     paintAll();
     mountViewers();
     viewer?.setFindings(findings());
-    viewer?.setReadOnly(!editable());
   }
 
   function scheduleRefresh() {
@@ -171,62 +167,78 @@ export function studyScreen({ params, query }) {
   }
 
   // --------------------------------------------------------------------------- viewer
-  function viewerOptions(studyUid, current) {
-    const rep = current ? report() : null;
+  // The viewer (web/src/viewer) shows the current study and, in its "compare" layout, the prior one
+  // beside it (or its "No prior study" pane).  Without a viewer in the build, the page draws the two
+  // panes itself so that the layout and its states stay the same.
+  function viewerOptions() {
+    const rep = report();
     return {
-      studyUid,
+      studyUid: uid,
       dicomwebRoot: urls.dicomweb,
+      apiRoot: "/api",
       seriesUid: rep?.study?.series_instance_uid || undefined,
-      findings: current ? findings() : [],
-      readOnly: !current || !editable(),
-      role: currentUser()?.role,
-      segUrl: current && rep ? urls.seg(uid) : undefined,
-      onFindingSelected: current ? (id) => select(id, { fromViewer: true }) : undefined,
-      onFindingChanged: current ? (id, changes) => viewerEdit(id, changes) : undefined,
-      onFindingEdited: current ? (id, changes) => viewerEdit(id, changes) : undefined,
-      onFindingDrawn: current ? (draft) => addFinding(draft) : undefined,
-      onFindingAdded: current ? (draft) => addFinding(draft) : undefined,
+      priorStudyUid: priorUids()[0],
+      layout: st.layout,
+      panel: window.innerWidth >= 1800, // the layer panel; the side panel already lists the findings
+      findings: findings(),
+      onFindingSelected: (id) => select(id, { fromViewer: true }),
+      onFindingEdited: (id, changes) => viewerEdit(id, changes),
+      onFindingAdded: (draft) => addFinding(draft),
     };
   }
 
   async function mountViewers() {
     if (!viewerMounted && st.detail) {
       viewerMounted = true;
-      viewer = await mountStudyViewer(currentHost, viewerOptions(uid, true));
+      viewer = await mountStudyViewer(currentHost, viewerOptions());
       if (destroyed) return viewer.destroy();
-      if (st.selectedId) viewer.showFinding(st.selectedId, findings().find((f) => f.id === st.selectedId));
+      if (viewer.available) watchViewerLayout();
+      viewer.ready.then(() => {
+        if (!destroyed && st.selectedId) viewer.showFinding(st.selectedId);
+      });
+      paintBar();
     }
-    paintPrior();
+    paintFallbackPanes();
+    return undefined;
   }
 
-  function paintPrior() {
-    viewerArea.dataset.layout = st.layout;
+  /** Follow the layout the viewer's own toolbar picks, so the study bar's toggle tells the truth. */
+  function watchViewerLayout() {
+    const root = currentHost.querySelector("[data-testid=viewer]");
+    if (!root) return;
+    const obs = new MutationObserver(() => {
+      const layout = viewer.getLayout() || root.dataset.layout;
+      if (layout && layout !== st.layout) {
+        st.layout = layout;
+        paintBar();
+      }
+    });
+    obs.observe(root, { attributes: true, attributeFilter: ["data-layout"] });
+    cleanups.push(() => obs.disconnect());
+  }
+
+  function paintFallbackPanes() {
+    const own = !viewer?.available && st.layout === "compare";
+    viewerArea.dataset.layout = own ? "compare" : "single";
     currentPane.querySelector(".pane-label")?.remove();
-    if (st.layout !== "compare") return;
+    if (!own) return;
     currentPane.prepend(paneLabel(`Current · ${dicomDate(st.detail?.study?.study_date) || "this study"}`, "pane-current-label"));
     const prior = priorUids()[0];
     if (!prior) {
       mount(priorPane, h("div.no-prior", { testid: "no-prior" }, icon("columns", { size: 30 }),
         h("p.no-prior-title", "No prior study"),
         h("p.muted", report() ? "The analysis found no earlier study of this patient to compare with." : "The comparison appears once the study has been analysed.")));
-      priorMountedFor = null;
       return;
     }
-    if (priorMountedFor === prior) return;
-    priorViewer?.destroy();
-    priorMountedFor = prior;
-    mount(priorPane, paneLabel("Prior study", "pane-prior-label"), priorHost);
-    mountStudyViewer(priorHost, viewerOptions(prior, false)).then((v) => {
-      if (destroyed) v.destroy();
-      else priorViewer = v;
-    });
+    mount(priorPane, paneLabel("Prior study", "pane-prior-label"), h("div.no-prior", { testid: "prior-study" },
+      icon("columns", { size: 30 }), h("p.no-prior-title", "Prior study"), h("p.muted", prior)));
   }
 
   function setLayout(layout) {
     st.layout = layout;
+    if (viewer?.available) viewer.setLayout(layout);
     paintBar();
-    paintPrior();
-    window.dispatchEvent(new Event("resize")); // let the viewer fit its new size
+    paintFallbackPanes();
   }
 
   // --------------------------------------------------------------------------- actions
@@ -288,14 +300,28 @@ export function studyScreen({ params, query }) {
   }
 
   async function addFinding(draft = {}) {
-    if (!editable()) return toast(editReason());
-    const body = await addFindingDialog({ seriesUid: report()?.study?.series_instance_uid, draft });
-    if (!body) return undefined;
-    return act(null, async () => {
+    const fromViewer = Boolean(draft.center_patient);
+    const restoreOutlines = () => fromViewer && viewer?.setFindings(findings());
+    if (!editable()) {
+      restoreOutlines();
+      return toast(editReason());
+    }
+    const markOnImage = viewer?.available && !fromViewer ? () => {
+      viewer.raw.setTool?.("mark");
+      toast("Draw a circle around the finding on the image; the form opens when you let go.");
+    } : null;
+    const body = await addFindingDialog({ seriesUid: report()?.study?.series_instance_uid, draft, onMarkOnImage: markOnImage });
+    if (!body) {
+      restoreOutlines();
+      return undefined;
+    }
+    const ok = await act(null, async () => {
       const res = await api.addFinding(uid, body);
       const id = res?.id || res?.finding?.id;
       if (id) st.selectedId = id;
     }, "Finding added");
+    if (!ok) restoreOutlines();
+    return ok;
   }
 
   async function saveImpression(text) {
@@ -386,10 +412,12 @@ export function studyScreen({ params, query }) {
     const modalities = [...new Set((d.series || []).filter((s) => !s.derived).map((s) => s.modality).filter(Boolean))];
     const rep = report();
     const age = ageAt(p.patient_birth_date, p.study_date);
-    const layoutButton = (key, text, glyph) => h("button.seg-button", {
-      type: "button", "aria-pressed": String(st.layout === key), testid: `layout-${key}`, title: `${text} layout (c)`,
-      onclick: () => setLayout(key),
-    }, icon(glyph, { size: 14 }), text);
+    const prior = priorUids()[0];
+    const compare = h("button.btn.btn-ghost.btn-small", {
+      type: "button", "aria-pressed": String(st.layout === "compare"), testid: "layout-compare",
+      title: `${prior ? "Show the prior study beside this one" : "Comparison layout (this study has no prior)"} (c)`,
+      onclick: () => setLayout(st.layout === "compare" ? "single" : "compare"),
+    }, icon("columns", { size: 14 }), st.layout === "compare" ? "Close comparison" : prior ? "Compare with prior" : "Compare");
     const rerun = can.reanalyse() && !signed() ? h("button.btn.btn-ghost.btn-small", { type: "button", onclick: reanalyse, testid: "reanalyse" }, icon("refresh", { size: 14 }), "Re-run analysis") : null;
     mount(bar,
       h("a.btn.btn-ghost.btn-small.back", { href: href("/"), testid: "back-to-worklist", title: "Back to the worklist (b)" }, icon("back"), "Worklist"),
@@ -401,7 +429,7 @@ export function studyScreen({ params, query }) {
             modalities.join("/"), rep?.protocol ? protocolName(rep.protocol) : "", p.accession_number ? `Acc ${p.accession_number}` : ""].filter(Boolean).join(" · "))),
       h("div.study-badges", priorityBadge(rep?.triage?.priority || latest.priority), stateBadge(signed() ? "signed" : studyState(entry), latest.error || undefined), rep?.quality ? qualityBadge(rep.quality.verdict) : null),
       h("span.spacer"),
-      h("div.seg.seg-small", { role: "group", "aria-label": "Layout" }, layoutButton("single", "Single", "square"), layoutButton("compare", "Compare", "columns")),
+      compare,
       rerun);
   }
 
@@ -462,6 +490,12 @@ export function studyScreen({ params, query }) {
         return undefined;
       },
       onSaveEdit: saveEdit,
+      heatmapUrl: st.heatmapUrl,
+      onHeatmap: viewer?.available ? (url) => {
+        st.heatmapUrl = url;
+        viewer.showHeatmap(url);
+        paintPanel();
+      } : null,
       onCancelEdit: () => {
         st.editingId = null;
         paintPanel();
@@ -578,15 +612,15 @@ export function studyScreen({ params, query }) {
       else paintPanel();
     } },
     { keys: "n", group: "Study", label: "Add a finding", fn: () => addFinding() },
-    { keys: "i", group: "Study", label: "Edit the impression", fn: () => {
+    { keys: "g i", group: "Study", label: "Edit the impression", fn: () => {
       setTab("report");
       setTimeout(() => panelBody.querySelector("[data-testid=impression-text]")?.focus(), 0);
     } },
     { keys: "Shift+S", group: "Study", label: "Sign the report", fn: sign },
     { keys: "c", group: "Study", label: "Toggle the comparison layout", fn: () => setLayout(st.layout === "compare" ? "single" : "compare") },
-    { keys: "1", group: "Study", label: "Findings tab", fn: () => setTab("findings") },
-    { keys: "2", group: "Study", label: "Report tab", fn: () => setTab("report") },
-    { keys: "3", group: "Study", label: "History tab", fn: () => setTab("history") },
+    { keys: "g f", group: "Study", label: "Findings tab", fn: () => setTab("findings") },
+    { keys: "g r", group: "Study", label: "Report tab", fn: () => setTab("report") },
+    { keys: "g h", group: "Study", label: "History tab", fn: () => setTab("history") },
     { keys: "b", group: "Study", label: "Back to the worklist", fn: () => navigate("/") },
   ]));
   cleanups.push(subscribe((ev) => {
@@ -615,7 +649,6 @@ export function studyScreen({ params, query }) {
       clearTimeout(refreshTimer);
       for (const c of cleanups) c();
       viewer?.destroy();
-      priorViewer?.destroy();
     },
   };
 }

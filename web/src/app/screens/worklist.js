@@ -308,7 +308,9 @@ export function worklistScreen({ query }) {
 
   paintControls();
   load();
-  if (!state.q) setTimeout(() => rows()[0]?.focus({ preventScroll: true }), 400);
+  setTimeout(() => {
+    if (document.activeElement === document.body || !document.activeElement) rows()[0]?.focus({ preventScroll: true });
+  }, 400);
 
   return {
     el, title: "Worklist",
