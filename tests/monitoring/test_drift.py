@@ -148,8 +148,10 @@ def test_a_20_percent_intensity_offset_alerts(cxr: dict) -> None:
     # asymptotic two-sample p-value: the one-sample distribution at n*m/(n+m) = 49.48 -> 49
     assert m.p_value == pytest.approx(kstwo.sf(m.statistic, 49), rel=1e-3)
     assert m.p_value < 1e-12 and m.threshold == dr.KS_D_ALERT
+    assert m.details["p_threshold"] == 0.002  # 0.01 over the 5 pixel statistics tested together
     assert m.details["recent_median"] == pytest.approx(1.2 * m.details["reference_median"], rel=1e-3)
-    assert "px_mean: distribution shifted (median 0.6907 vs 0.5756 in the reference)" in m.reason
+    assert m.reason == ("px_mean: distribution shifted (median 0.6907 vs 0.5756 in the reference); KS D=0.533 >= 0.2 "
+                        "and p=1.7e-13 < 0.002 over 50 recent inputs")
 
 
 def test_ks_matches_scipy_on_a_stored_sample(retina: dict) -> None:
