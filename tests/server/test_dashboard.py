@@ -31,9 +31,6 @@ from medimg.server.dashboard import dashboard, iso_week, record_inputs
 from medimg.store import Store
 from medimg.store import schema as t
 
-REVIEWS = t.metadata.tables["reviews"]
-REVIEW_FINDINGS = t.metadata.tables["review_findings"]
-
 
 def wait_for(condition: Any, timeout: float = 240.0, what: str = "the condition") -> Any:
     deadline = time.monotonic() + timeout
@@ -48,11 +45,12 @@ def wait_for(condition: Any, timeout: float = 240.0, what: str = "the condition"
 
 def add_review(store: Store, analysis_id: int, decisions: dict[str, str], at: float) -> None:
     """A review record as server/review.py keeps it: one row per decided finding."""
+    reviews, review_findings = t.metadata.tables["reviews"], t.metadata.tables["review_findings"]
     with store.engine.begin() as conn:
-        key = conn.execute(insert(REVIEWS).values(analysis_pk=analysis_id, state="draft", created=at)).inserted_primary_key
+        key = conn.execute(insert(reviews).values(analysis_pk=analysis_id, state="draft", created=at)).inserted_primary_key
         assert key is not None
         for fid, status in decisions.items():
-            conn.execute(insert(REVIEW_FINDINGS).values(review_pk=key[0], finding_id=fid, status=status, by="rad1",
+            conn.execute(insert(review_findings).values(review_pk=key[0], finding_id=fid, status=status, by="rad1",
                                                         at=at, comment="", data="{}"))
 
 
@@ -137,6 +135,24 @@ def test_dashboard_over_http(analysed: Any) -> None:
 
         bad = client.get("/api/dashboard", params={"weeks": 0})
         assert bad.status_code == 400 and "weeks" in bad.json()["error"]
+
+
+def test_dashboard_needs_a_session(tmp_path: Path) -> None:
+    """With sessions on (the default), /api/dashboard is behind the session guard (server/auth.py)."""
+    from medimg.server import auth
+
+    server = start_medimg(tmp_path / "store", auth=True)
+    try:
+        base = f"http://127.0.0.1:{server.config.http_port}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            r = client.get("/api/dashboard")
+            assert r.status_code == 401 and "not signed in" in r.json()["error"]
+            auth.create_user(server.store, "tech1", "correct horse", "technologist")
+            assert client.post("/api/login", json={"username": "tech1", "password": "correct horse"}).status_code == 200
+            r = client.get("/api/dashboard")
+            assert r.status_code == 200 and r.json()["analyses"]["total"] == 0
+    finally:
+        server.stop()
 
 
 # ---------------------------------------------------------------------------------------- synthetic
