@@ -46,7 +46,11 @@ function open() {
     retryDelay = 2000;
     setState("live");
   });
-  for (const type of ["study", "review", "analysis", "sign"]) source.addEventListener(type, (ev) => dispatch(type, ev));
+  source.addEventListener("study", (ev) => dispatch("study", ev));
+  // the server dropped events for this client: everyone reloads, the browser reconnects
+  source.addEventListener("overflow", () => {
+    for (const fn of subscribers) fn({ type: "overflow" });
+  });
   source.addEventListener("message", (ev) => dispatch("message", ev));
   source.addEventListener("error", () => {
     if (!source) return;

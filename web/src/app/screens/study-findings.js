@@ -9,7 +9,7 @@ import { openDialog } from "../ui/dialog.js";
 import { icon } from "../ui/icons.js";
 
 export const CHARACTER_TYPES = ["solid", "part-solid", "ground-glass", "calcified", "fat-containing", "cystic", "other"];
-export const KINDS = ["nodule", "mass", "consolidation", "effusion", "lesion", "other"];
+export const KINDS = ["nodule", "mass", "lesion", "consolidation", "effusion", "pneumothorax", "other"];
 
 export function measure(f, name) {
   return (f.measurements || []).find((m) => m.name === name) || null;
@@ -159,7 +159,7 @@ export function findingCard(f, ctx) {
   probabilityMeter(f.probability),
   selected ? [characterisation(f), extraMeasurements(f), recommendationsFor(f, ctx.report), evidenceLinks(f, ctx), provenance(f)] : null,
   reviewLine(f),
-  ctx.editingId === f.id ? editForm(f, ctx) : h("div.finding-actions",
+  ctx.signed ? null : ctx.editingId === f.id ? editForm(f, ctx) : h("div.finding-actions",
     actionButton("accept", "Accept", "check", "a", "accept"),
     actionButton("reject", "Reject", "cross", "x", "reject"),
     actionButton("edit", "Edit", "edit", "e", "ghost")));
@@ -168,12 +168,16 @@ export function findingCard(f, ctx) {
 
 function editForm(f, ctx) {
   const long = measure(f, "long_axis_diameter") || measure(f, "diameter") || measure(f, "mean_diameter");
+  const short = measure(f, "short_axis_diameter");
   const type = (f.characterisation || {}).type || "";
-  const diameter = h("input.input.input-num", { type: "number", min: "0.5", max: "500", step: "0.1", value: long ? Number(long.value).toFixed(1) : "", required: true, testid: "finding-edit-diameter", id: `edit-dia-${f.id}` });
+  const num1 = (m) => (m ? Number(m.value).toFixed(1) : "");
+  const diameter = h("input.input.input-num", { type: "number", min: "0.5", max: "500", step: "0.1", value: num1(long), required: true, testid: "finding-edit-diameter", id: `edit-dia-${f.id}` });
+  const shortAxis = short ? h("input.input.input-num", { type: "number", min: "0.5", max: "500", step: "0.1", value: num1(short), testid: "finding-edit-short-axis", id: `edit-short-${f.id}` }) : null;
   const select = h("select.select", { testid: "finding-edit-characterisation", id: `edit-type-${f.id}` },
     h("option", { value: "" }, "(not characterised)"),
     [...new Set([...CHARACTER_TYPES, type].filter(Boolean))].map((t) => h("option", { value: t, selected: t === type }, label(t))));
-  const comment = h("input.input", { type: "text", placeholder: "Comment (optional)", maxlength: "500", testid: "finding-edit-comment" });
+  const comment = h("input.input", { type: "text", placeholder: "Comment (optional)", maxlength: "500", testid: "finding-edit-comment", value: f.review?.comment || "" });
+  const error = h("p.form-error", { hidden: true, testid: "finding-edit-error" });
   const form = h("form.edit-form", {
     testid: "finding-edit-form",
     onclick: (ev) => ev.stopPropagation(),
@@ -187,16 +191,28 @@ function editForm(f, ctx) {
       const d = Number(diameter.value);
       if (!(d > 0)) return diameter.focus();
       if (!long || Math.abs(d - Number(long.value)) >= 0.05) changes.diameter_mm = d;
-      if (select.value !== type) changes.characterisation = { ...(f.characterisation || {}), type: select.value };
-      if (comment.value.trim()) changes.comment = comment.value.trim();
+      if (shortAxis && shortAxis.value) {
+        const sa = Number(shortAxis.value);
+        if (sa > d) {
+          error.textContent = "The short axis cannot be longer than the long axis.";
+          error.hidden = false;
+          return shortAxis.focus();
+        }
+        if (Math.abs(sa - Number(short.value)) >= 0.05) changes.short_axis_mm = sa;
+      }
+      if (select.value !== type) changes.characterisation = { type: select.value };
+      const c = comment.value.trim();
+      if (c !== (f.review?.comment || "")) changes.comment = c;
       ctx.onSaveEdit(f, changes);
+      return undefined;
     },
   },
   h("div.form-row",
-    h("label.field", { for: diameter.id }, h("span.field-label", "Long-axis diameter (mm)"), diameter),
+    h("label.field", { for: diameter.id }, h("span.field-label", "Long axis (mm)"), diameter),
+    shortAxis ? h("label.field", { for: shortAxis.id }, h("span.field-label", "Short axis (mm)"), shortAxis) : null,
     h("label.field", { for: select.id }, h("span.field-label", "Characterisation"), select)),
-  comment,
-  h("p.hint", "To move or resize the finding, drag its outline in the viewer."),
+  comment, error,
+  h("p.hint", "To move or resize the finding, drag its outline on the image."),
   h("div.form-actions",
     h("button.btn.btn-ghost.btn-small", { type: "button", onclick: ctx.onCancelEdit, testid: "finding-edit-cancel" }, "Cancel"),
     h("button.btn.btn-primary.btn-small", { type: "submit", testid: "finding-edit-save" }, "Save changes")));

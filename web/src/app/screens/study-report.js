@@ -128,6 +128,21 @@ export function comparisonsSection(report) {
     h("p", c.summary || (c.changes || []).map((m) => `${label(m.name)} ${measurement(m)}`).join(", "))))));
 }
 
+const EDIT_WORDS = { diameter_mm: "long axis", short_axis_mm: "short axis", center_patient: "moved", bbox_patient: "resized", characterisation: "", kind: "" };
+
+/** {diameter_mm: 38, characterisation: {type: "solid"}} -> "long axis 38.0 mm, solid" */
+function describeEdit(changes) {
+  const out = [];
+  for (const [k, v] of Object.entries(changes)) {
+    if (k === "series_uid" || v === null || v === undefined) continue;
+    if (k === "diameter_mm" || k === "short_axis_mm") out.push(`${EDIT_WORDS[k]} ${Number(v).toFixed(1)} mm`);
+    else if (k === "center_patient" || k === "bbox_patient") out.push(EDIT_WORDS[k]);
+    else if (v && typeof v === "object") out.push(Object.values(v).filter(Boolean).join(", "));
+    else out.push(String(v));
+  }
+  return [...new Set(out)].filter(Boolean).join(", ");
+}
+
 function historyDetail(e) {
   const d = e.detail && typeof e.detail === "object" ? e.detail : {};
   const parts = [];
@@ -135,6 +150,8 @@ function historyDetail(e) {
   if (fid) parts.push(fid);
   const changes = e.changes || d.changes;
   if (Array.isArray(changes) && changes.length) parts.push(changes.join("; "));
+  else if (changes && typeof changes === "object") parts.push(describeEdit(changes));
+  if (e.action === "finding_added" && d.finding) parts.push(describeEdit(d.finding));
   switch (e.action) {
     case "analysis_started":
       if (d.attempt) parts.push(`attempt ${d.attempt}${d.max_attempts ? ` of ${d.max_attempts}` : ""}`);

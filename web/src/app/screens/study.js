@@ -41,6 +41,7 @@ function normaliseReview(data) {
     signed_by: data.signed_by_name || data.signed_by || report?.review?.signed_by_name || report?.review?.signed_by || "",
     signed_at: data.signed_at || report?.review?.signed_at || null,
     history: data.history || null,
+    undecided: Array.isArray(data.undecided) ? data.undecided : null,
   };
 }
 
@@ -77,6 +78,8 @@ export function studyScreen({ params, query }) {
   const report = () => st.review?.report || null;
   const findings = () => st.review?.findings || [];
   const signed = () => st.review?.state === "signed" || st.detail?.study?.status === "signed";
+  /** AI findings without a decision (the server refuses to sign while there are any). */
+  const undecided = () => st.review?.undecided || findings().filter((f) => reviewStatus(f) === "ai").map((f) => f.id);
   const priorUids = () => [...new Set((report()?.comparisons || []).map((c) => c.prior_study_uid).filter(Boolean))];
 
   function editReason() {
@@ -90,7 +93,11 @@ export function studyScreen({ params, query }) {
     if (signed()) return "The report is already signed.";
     if (report()?.status === "refused") return "The analysis was refused; there is no report to sign.";
     if (st.reviewSource !== "review") return "Sign-off is not available on this server.";
-    return roleReason("sign");
+    const role = roleReason("sign");
+    if (role) return role;
+    const open = undecided();
+    if (open.length) return `Decide on every AI finding first: ${open.join(", ")} ${open.length === 1 ? "has" : "have"} no decision yet.`;
+    return "";
   }
   const editable = () => !editReason() && can.review();
 
@@ -348,7 +355,6 @@ export function studyScreen({ params, query }) {
     }
     const list = findings();
     const count = (s) => list.filter((f) => reviewStatus(f) === s).length;
-    const open = count("ai");
     const p = st.detail?.study || {};
     const body = h("div.sign-summary", { testid: "sign-summary" },
       h("p", "You are signing the report of ", h("strong", personName(p.patient_name) || p.patient_id), `, ${p.study_description || "study"} of ${dicomDate(p.study_date)}.`),
@@ -357,7 +363,6 @@ export function studyScreen({ params, query }) {
         h("li", h("span.badge.review.review-rejected", "✕"), plural(count("rejected"), "finding"), " rejected"),
         h("li", h("span.badge.review.review-edited", "✎"), plural(count("edited"), "finding"), " edited"),
         h("li", h("span.badge.review.review-added", "+"), plural(count("added"), "finding"), " added")),
-      open ? h("p.banner.banner-warn", icon("warn"), `${plural(open, "AI finding")} not reviewed: ${open === 1 ? "it goes" : "they go"} into the report as the AI gave ${open === 1 ? "it" : "them"}.`) : null,
       h("p.muted", "Signing regenerates the report (HTML, PDF, DICOM SR, FHIR) with your changes marked against the AI's original, stores the signed SR with the study and sends it on. A signed report cannot be edited."));
     const ok = await confirm({ title: "Sign the report?", body, confirmLabel: "Sign report", tone: "sign", testid: "sign-dialog" });
     if (!ok) return undefined;
@@ -479,7 +484,7 @@ export function studyScreen({ params, query }) {
     const list = findings();
     const reason = editReason();
     const ctx = {
-      uid, report: rep, selectedId: st.selectedId, editable: editable(), reason, busyId: st.busyId, editingId: st.editingId,
+      uid, report: rep, selectedId: st.selectedId, editable: editable(), signed: signed(), reason, busyId: st.busyId, editingId: st.editingId,
       onSelect: (f) => select(f.id),
       onDecide: decide,
       onEdit: (f) => {
@@ -504,12 +509,14 @@ export function studyScreen({ params, query }) {
     };
     const f0 = () => st.selectedId || "";
     const refused = rep.status === "refused";
+    const viewOnly = !signed() && !can.review() && reason ? h("p.banner.banner-info", { testid: "review-view-only" }, icon("info"), reason) : null;
     return [
+      viewOnly,
       refused ? h("div.banner.banner-refused", { testid: "analysis-refused" }, icon("warn"), h("div", h("strong", "Not analysed. "), rep.refusal || "")) : null,
       h("div.findings-head",
         h("span.muted", { testid: "findings-summary" }, list.length ? `${plural(list.length, "finding")} · ${list.filter((f) => reviewStatus(f) !== "ai").length} reviewed` : "No findings"),
         h("span.spacer"),
-        h("button.btn.btn-ghost.btn-small", { type: "button", onclick: () => addFinding(), disabled: !editable(), title: reason || "Add a finding the AI missed (n)", testid: "add-finding" }, icon("plus", { size: 14 }), "Add finding")),
+        signed() ? null : h("button.btn.btn-ghost.btn-small", { type: "button", onclick: () => addFinding(), disabled: !editable(), title: reason || "Add a finding the AI missed (n)", testid: "add-finding" }, icon("plus", { size: 14 }), "Add finding")),
       list.length ? h("div.finding-list", { testid: "finding-list" }, list.map((f) => findingCard(f, ctx)))
         : refused ? null : h("div.empty-line", { testid: "findings-empty" }, icon("check"), h("span", "The AI found nothing to report. Add a finding if you see one.")),
     ];
@@ -624,7 +631,7 @@ export function studyScreen({ params, query }) {
     { keys: "b", group: "Study", label: "Back to the worklist", fn: () => navigate("/") },
   ]));
   cleanups.push(subscribe((ev) => {
-    if (ev.study_uid === uid) scheduleRefresh();
+    if (ev.study_uid === uid || ev.type === "overflow") scheduleRefresh();
   }));
   const beforeUnload = (ev) => {
     if (st.impressionDirty) {

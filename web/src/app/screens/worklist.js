@@ -284,7 +284,7 @@ export function worklistScreen({ query }) {
 
   // ----------------------------------------------------------------------------- live
   cleanups.push(subscribe((ev) => {
-    if (ev.study_uid || ev.type === "study") scheduleReload();
+    if (ev.study_uid || ev.type === "study" || ev.type === "overflow") scheduleReload();
   }));
   const pollTimer = setInterval(() => {
     if (liveState() !== "live") load({ quiet: true });
