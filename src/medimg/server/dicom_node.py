@@ -181,7 +181,9 @@ class _WakingQueue(queue.Queue[Any]):
         """The next (context ID, message), waiting up to ``wait`` seconds; None if none came or
         :meth:`wake` was called."""
         with self.not_empty:
-            if not self._qsize():
+            # a release or abort request waiting for the reactor: return at once (wake() may have
+            # been called before this wait began)
+            if not self._qsize() and not self._assoc.dul.to_user_queue.qsize():
                 self._tune_dul()
                 self.not_empty.wait(wait)
             if not self._qsize():
