@@ -22,6 +22,16 @@ Content (one Imaging Measurement Report, LOINC "CT Chest" as the procedure for t
   preliminary (computer output) and unverified.
 
 Not carried: a finding's probability, characterisation and free-text method (report.json has them).
+
+A report signed by a radiologist (``report.review.state == "signed"``, :mod:`medimg.report.signoff`)
+becomes a verified SR: final, VerificationFlag ``VERIFIED`` with the radiologist as Verifying Observer,
+the radiologist as person observer next to the device, and the review marked in every finding's
+measurement group: a qualitative evaluation "Radiologist review" (local ``99MEDIMG`` codes accepted /
+edited / rejected / added / not reviewed), for an edited measurement the AI's original value beside the
+radiologist's (concept "AI original <name>"), no measurements for a rejected finding, and a group per
+finding the radiologist added (image-level, on the slice nearest its centre).  The impression stands
+in a TEXT item (DCM 121073 "Impression") under "Qualitative Evaluations" (UMLS C0034375), as TID 1500
+allows.
 """
 
 from __future__ import annotations
@@ -52,7 +62,7 @@ from ._dicom_common import (
     unit_code,
 )
 from .dicom_seg import segments_of
-from .model import Code, Finding, Measurement, Provenance, Report, Structure
+from .model import Code, Finding, FindingReview, Measurement, Provenance, Report, Review, Structure
 
 __all__ = ["build_sr", "procedure_code", "write_sr"]
 
@@ -100,8 +110,36 @@ def _covered_frames(mask: np.ndarray, sources: SourceFrames) -> list[Dataset]:
     return [sources.headers[z] for z in np.flatnonzero(mask.any(axis=(1, 2)))]
 
 
+REVIEW_CONCEPT = Code("review", LOCAL_SCHEME, "Radiologist review")
+REVIEW_VALUES = {
+    "ai": Code("not-reviewed", LOCAL_SCHEME, "Not reviewed (AI finding)"),
+    "accepted": Code("accepted", LOCAL_SCHEME, "Accepted by radiologist"),
+    "edited": Code("edited", LOCAL_SCHEME, "Edited by radiologist"),
+    "rejected": Code("rejected", LOCAL_SCHEME, "Rejected by radiologist"),
+    "added": Code("added", LOCAL_SCHEME, "Added by radiologist"),
+}
+
+
+def _reviewed_measurements(f: Finding, entry: FindingReview | None) -> tuple[list, list]:
+    """(measurements, qualitative evaluations) of a reviewed finding's group."""
+    import highdicom as hd
+
+    if f.status == "rejected":
+        measured: list = []
+    else:
+        measured = _measurements(f.measurements)
+        for name, old in ((entry.original or {}) if entry is not None else {}).items():
+            if isinstance(old, dict) and "value" in old and old["value"] is not None:
+                label = f"AI original {name.replace('_', ' ')}"
+                measured += _measurements([Measurement(name, float(old["value"]), old["unit"], "",
+                                                       Code(f"ai-{name}"[:16], LOCAL_SCHEME, label))])
+    status = REVIEW_VALUES.get(f.status, REVIEW_VALUES["ai"])
+    evaluations = [hd.sr.QualitativeEvaluation(name=to_code(REVIEW_CONCEPT), value=to_code(status))]
+    return measured, evaluations
+
+
 def _group(obj: Structure | Finding, seg: Dataset | None, segment_number: int | None,
-           ctx: DicomContext, sources: SourceFrames):
+           ctx: DicomContext, sources: SourceFrames, review: Review | None = None):
     import highdicom as hd
 
     if isinstance(obj, Finding):
@@ -119,6 +157,10 @@ def _group(obj: Structure | Finding, seg: Dataset | None, segment_number: int | 
                                  laterality=to_code(side) if side else None)
         label = short(obj.name)
         key = f"structure:{obj.name}"
+    if key not in ctx.tracking_uids:  # e.g. a finding a radiologist added
+        from highdicom import UID
+
+        ctx.tracking_uids[key] = str(UID())
     tracking = hd.sr.TrackingIdentifier(uid=ctx.tracking_uids[key], identifier=label)
     common = {
         "tracking_identifier": tracking, "finding_type": to_code(base),
@@ -126,7 +168,11 @@ def _group(obj: Structure | Finding, seg: Dataset | None, segment_number: int | 
         "algorithm_id": _algorithm(obj.provenance),
         "measurements": _measurements(obj.measurements),
     }
-    frames = _covered_frames(obj.mask, sources) if obj.mask is not None else sources.headers
+    if review is not None and isinstance(obj, Finding):
+        common["measurements"], common["qualitative_evaluations"] = _reviewed_measurements(obj, review.of(obj.id))
+        if obj.status == "added":
+            del common["algorithm_id"]  # measured by a person, not an algorithm
+    frames = _covered_frames(obj.mask, sources) if obj.mask is not None else _nearest_frames(obj, sources)
     if seg is not None and segment_number is not None:
         # A few images are listed one by one; a large structure refers to the source series.
         listed = len(frames) <= _MAX_LISTED
@@ -141,6 +187,34 @@ def _group(obj: Structure | Finding, seg: Dataset | None, segment_number: int | 
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         source_images=[hd.sr.SourceImageForMeasurementGroup(h.SOPClassUID, h.SOPInstanceUID)
                        for h in frames], **common)
+
+
+def _nearest_frames(obj: Structure | Finding, sources: SourceFrames) -> list[Dataset]:
+    """The source image through a mask-less finding's centre (all images when that is unknown)."""
+    if isinstance(obj, Finding) and sources.aligned and obj.location.centroid_index is not None:
+        z = int(round(obj.location.centroid_index[0]))
+        if 0 <= z < len(sources.headers):
+            return [sources.headers[z]]
+    return sources.headers
+
+
+def _person_name(name: str) -> str:
+    """A display name as a DICOM PN value (one family-name component unless it already has carets)."""
+    clean = "".join(ch for ch in name if ch >= " " and ch not in "\\=")
+    return clean[:64] if "^" in clean else f"{clean[:63]}^"
+
+
+def _impression_item(text: str) -> Dataset:
+    import highdicom as hd
+    from pydicom.sr.coding import Code as PydicomCode
+
+    container = hd.sr.ContainerContentItem(
+        name=PydicomCode("C0034375", "UMLS", "Qualitative Evaluations"),
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    container.ContentSequence = hd.sr.ContentSequence([hd.sr.TextContentItem(
+        name=PydicomCode("121073", "DCM", "Impression"), value=text[:10240],
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)])
+    return container
 
 
 def build_sr(report: Report, image: Image, seg: Dataset | None = None, ctx: DicomContext | None = None,
@@ -161,31 +235,56 @@ def build_sr(report: Report, image: Image, seg: Dataset | None = None, ctx: Dico
         numbers = {id(obj): n for n, obj in enumerate(segments_of(report), start=1)}
     groups = []
     objects: list[Structure | Finding] = [*report.findings, *report.structures]
+    review = report.review
+    signed = review is not None and review.state == "signed"
     for obj in objects:
-        groups.append(_group(obj, seg, numbers.get(id(obj)), ctx, sources))
+        groups.append(_group(obj, seg, numbers.get(id(obj)), ctx, sources, review))
     version = medimg_version()
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=generate_uid(entropy_srcs=["medimg device observer", version]),
             name="medimg", manufacturer_name=DEVICE.manufacturer, model_name=DEVICE.model_name))
+    person = None
+    if signed:
+        assert review is not None
+        person = hd.sr.ObserverContext(
+            observer_type=codes.DCM.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                name=_person_name(review.signed_by_name or review.signed_by), login_name=short(review.signed_by),
+                organization_name=DEVICE.manufacturer))
     content = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        observation_context=hd.sr.ObservationContext(observer_person_context=person,
+                                                     observer_device_context=observer),
         procedure_reported=to_code(procedure_code(report)),
         imaging_measurements=groups or None,
     )
+    if review is not None and report.impression:
+        content[0].ContentSequence.append(_impression_item(report.impression))
     evidence = list(sources.headers) + ([seg] if seg is not None else [])
+    verification: dict = {}
+    if signed:
+        assert review is not None
+        verification = {"verifying_observer_name": _person_name(review.signed_by_name or review.signed_by),
+                        "verifying_organization": DEVICE.manufacturer}
     local = hd.coding_schemes.CodingSchemeIdentificationItem(
         designator=LOCAL_SCHEME, name="medimg measurement names", responsible_organization="medimg")
-    return hd.sr.Comprehensive3DSR(
+    sr = hd.sr.Comprehensive3DSR(
         evidence=evidence, content=content[0],
         series_instance_uid=ctx.sr_series_uid, series_number=ctx.sr_series_number,
         sop_instance_uid=ctx.sr_sop_uid, instance_number=1,
-        manufacturer=DEVICE.manufacturer, is_complete=True, is_final=False, is_verified=False,
-        series_description=short(f"medimg {report.protocol} measurements"),
+        manufacturer=DEVICE.manufacturer, is_complete=True, is_final=signed, is_verified=signed,
+        series_description=short(f"medimg {report.protocol} measurements"
+                                 + (f", signed by {review.signed_by}" if signed and review else "")),
         manufacturer_model_name=DEVICE.model_name, software_versions=version,
-        device_serial_number=DEVICE.serial_number, coding_schemes=[local],
+        device_serial_number=DEVICE.serial_number, coding_schemes=[local], **verification,
     )
+    if signed and review is not None and review.signed_at and "VerifyingObserverSequence" in sr:
+        import datetime as _dt
+
+        at = _dt.datetime.fromisoformat(review.signed_at)
+        sr.VerifyingObserverSequence[0].VerificationDateTime = at.strftime("%Y%m%d%H%M%S+0000")
+    return sr
 
 
 def write_sr(report: Report, image: Image, path: str | Path, seg: Dataset | None = None,

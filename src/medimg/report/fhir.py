@@ -20,6 +20,14 @@ Content:
 * one ``Observation`` per structure measurement (e.g. the volume of each lung), bodySite = structure.
 * one ``Device`` (medimg and its version) that the Observations name as ``device``.
 
+A report signed by a radiologist (``report.review``, :mod:`medimg.report.signoff`): the
+DiagnosticReport is ``final`` with the radiologist as ``performer`` and ``resultsInterpreter`` (a
+``Practitioner`` in the bundle, identified by the user name), the impression is the radiologist's
+(the AI's follows, marked as replaced), and each finding's Observation says what the radiologist did:
+``final`` with a note "accepted by ..." / "edited by ...: long axis diameter: 81.0 mm (AI) -> 38.0 mm"
+(the values are the radiologist's), ``final`` with no device for a finding the radiologist added, and
+``cancelled`` for a rejected finding, which is then left out of the report's ``result``.
+
 R4 and R4B do not differ for these resources; the ``fhir.resources`` package ships R4B (its R4), and
 the bundle is validated with it before it is written.  fhir.resources checks structure and data
 types, not value-set bindings, so the codes used here are fixed in this module.
@@ -41,7 +49,7 @@ from ._dicom_common import (
     measurement_concept,
     structure_codes,
 )
-from .model import Code, Finding, Measurement, Report, Structure
+from .model import Code, Finding, Measurement, Report, Review, Structure
 
 __all__ = ["SYSTEMS", "build_bundle", "report_to_fhir_json", "write_fhir"]
 
@@ -195,6 +203,39 @@ def _structure_observations(report: Report, s: Structure, device_url: str) -> li
     return out
 
 
+def _practitioner(review: Review) -> dict[str, Any]:
+    return {"resourceType": "Practitioner",
+            "identifier": [{"system": "urn:medimg:user", "value": review.signed_by}],
+            "name": [{"text": review.signed_by_name or review.signed_by}]}
+
+
+def _reviewed(obs: dict[str, Any], f: Finding, review: Review, practitioner_url: str | None) -> dict[str, Any]:
+    """Mark one finding's Observation with the radiologist's decision."""
+    entry = review.of(f.id)
+    signed = review.state == "signed"
+    who = (entry.by_name or entry.by) if entry is not None else ""
+    if f.status == "rejected":
+        obs["status"] = "cancelled"
+        text = f"rejected by {who} (radiologist)"
+    elif f.status == "added":
+        obs["status"] = "final" if signed else "preliminary"
+        obs.pop("device", None)
+        text = f"added by {who} (radiologist); not an AI finding"
+    elif f.status in ("accepted", "edited"):
+        obs["status"] = "final" if signed else "preliminary"
+        text = f"{f.status} by {who} (radiologist)"
+        if entry is not None and entry.changes:
+            text += ": " + "; ".join(entry.changes)
+    else:
+        text = "not reviewed by the radiologist (AI finding as reported)"
+    if entry is not None and entry.comment:
+        text += f"; comment: {entry.comment}"
+    obs.setdefault("note", []).append({"text": text})
+    if practitioner_url and f.status != "rejected" and entry is not None:
+        obs["performer"] = [{"reference": practitioner_url, "display": review.signed_by_name or review.signed_by}]
+    return obs
+
+
 def build_bundle(report: Report, tracking_uids: dict[str, str] | None = None) -> dict[str, Any]:
     """The transaction Bundle as a JSON-ready dict, validated with fhir.resources (R4B = R4 here)."""
     from fhir.resources.R4B.bundle import Bundle
@@ -205,20 +246,35 @@ def build_bundle(report: Report, tracking_uids: dict[str, str] | None = None) ->
               "deviceName": [{"name": "medimg", "type": "manufacturer-name"}],
               "manufacturer": "medimg",
               "version": [{"value": report.medimg_version or __version__}]}
+    review = report.review
+    signed = review is not None and review.state == "signed"
+    practitioner_url = _urn() if signed else None
     observations: list[dict[str, Any]] = []
     if report.status == "complete":
         for f in report.findings:
-            observations.append(_finding_observation(report, f, device_url,
-                                                     tracking_uids.get(f"finding:{f.id}")))
+            obs = _finding_observation(report, f, device_url, tracking_uids.get(f"finding:{f.id}"))
+            if review is not None:
+                obs = _reviewed(obs, f, review, practitioner_url)
+            observations.append(obs)
         for s in report.structures:
             observations.extend(_structure_observations(report, s, device_url))
+    if signed:
+        for o in observations:
+            if o["status"] == "preliminary":
+                o["status"] = "final"
     obs_urls = [_urn() for _ in observations]
     procedure = _PROCEDURES.get(report.protocol, Code("18748-4", "LN", "Diagnostic imaging study"))
     conclusion = []
     if report.status != "complete":
         conclusion.append(f"No analysis was done: {report.refusal or 'reason not given'}")
+    if review is not None and signed:
+        conclusion.append(f"Reviewed and signed by {review.signed_by_name or review.signed_by} "
+                          f"({review.signed_by_role or 'radiologist'}) on {review.signed_at}.")
     if report.impression:
-        conclusion.append(report.impression)
+        edited = review is not None and review.impression_edited
+        conclusion.append(f"Impression (radiologist): {report.impression}" if edited else report.impression)
+        if edited and review is not None and review.impression_ai:
+            conclusion.append(f"AI impression (replaced by the radiologist): {review.impression_ai}")
     if report.quality is not None:
         problems = "; ".join(f"{c.name} {c.status}: {c.reason}" for c in report.quality.problems)
         conclusion.append(f"Image quality: {report.quality.verdict}" + (f" ({problems})" if problems else ""))
@@ -229,7 +285,7 @@ def build_bundle(report: Report, tracking_uids: dict[str, str] | None = None) ->
     conclusion.append(report.disclaimer)
     diag: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
-        "status": "preliminary" if report.status == "complete" else "cancelled",
+        "status": ("final" if signed else "preliminary") if report.status == "complete" else "cancelled",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
                                   "code": "RAD", "display": "Radiology"}]}],
         "code": {"coding": [_coding(procedure)], "text": f"{procedure.meaning} (medimg {report.protocol})"},
@@ -239,11 +295,19 @@ def build_bundle(report: Report, tracking_uids: dict[str, str] | None = None) ->
     diag.update(_patient_and_date(report))
     if _study_ref(report):
         diag["imagingStudy"] = [_study_ref(report)]
-    if observations:
-        diag["result"] = [{"reference": u} for u in obs_urls]
+    results = [u for u, o in zip(obs_urls, observations, strict=True) if o["status"] != "cancelled"]
+    if results:
+        diag["result"] = [{"reference": u} for u in results]
+    if signed and review is not None and practitioner_url is not None:
+        ref = {"reference": practitioner_url, "display": review.signed_by_name or review.signed_by}
+        diag["performer"] = [ref]
+        diag["resultsInterpreter"] = [ref]
     entries = [{"fullUrl": _urn(), "resource": diag,
                 "request": {"method": "POST", "url": "DiagnosticReport"}},
                {"fullUrl": device_url, "resource": device, "request": {"method": "POST", "url": "Device"}}]
+    if signed and review is not None and practitioner_url is not None:
+        entries.append({"fullUrl": practitioner_url, "resource": _practitioner(review),
+                        "request": {"method": "POST", "url": "Practitioner"}})
     entries += [{"fullUrl": u, "resource": o, "request": {"method": "POST", "url": "Observation"}}
                 for u, o in zip(obs_urls, observations, strict=True)]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..image import Image
-from .model import SCHEMA_VERSION, Finding, Measurement, Report
+from .model import SCHEMA_VERSION, Finding, FindingReview, Measurement, Report, Review
 from .render import KeyImage, key_images
 
 __all__ = ["format_measurement", "render_html", "write_html"]
@@ -75,10 +75,31 @@ def _plain_text(value: Any) -> str:
     return str(value)
 
 
-def _finding_row(f: Finding) -> dict[str, Any]:
+def _review_cell(f: Finding, entry: FindingReview | None) -> dict[str, Any]:
+    """The review column: who decided what (``head``), each change against the AI's original
+    (``changes``, arrows pointing to the radiologist's value) and the radiologist's comment."""
+    if entry is None:
+        return {"head": {"ai": "not reviewed"}.get(f.status, f.status), "changes": [], "comment": ""}
+    who = entry.by_name or entry.by
+    head = {"accepted": f"accepted by {who}", "rejected": f"rejected by {who}",
+            "edited": f"edited by {who}", "added": f"Added by radiologist {who}"}.get(entry.status, entry.status)
+    changes = [c.replace(" -> ", " \u2192 ") for c in entry.changes] if entry.status == "edited" else []
+    return {"head": head, "changes": changes, "comment": entry.comment}
+
+
+def _ai_value(entry: FindingReview | None, name: str) -> str:
+    """The AI's original of an edited measurement, as shown (empty when it was not edited)."""
+    if entry is None or not entry.original or not entry.original.get(name):
+        return ""
+    old = entry.original[name]
+    return format_measurement(Measurement(name, float(old["value"]), old["unit"], ""))
+
+
+def _finding_row(f: Finding, review: Review | None = None) -> dict[str, Any]:
     other = [f"{m.name.replace('_', ' ')} {format_measurement(m)}" for m in f.measurements
              if m.name not in _STANDARD]
     other += [f"{k}: {v}" for k, v in f.characterisation.items()]
+    entry = review.of(f.id) if review is not None else None
     what = f.code.meaning if f.code else f.kind
     if f.code and f.kind and f.kind.lower() not in what.lower():
         what = f"{f.kind} ({what})"
@@ -89,8 +110,10 @@ def _finding_row(f: Finding) -> dict[str, Any]:
         "volume": format_measurement(f.measurement("volume")),
         "mean_hu": format_measurement(f.measurement("mean_hu")),
         "other": "; ".join(other) or "-",
-        "probability": "-" if f.probability is None else f"{100 * f.probability:.0f}%",
-        "status": {"ai": "not reviewed"}.get(f.status, f.status),
+        "probability": "-" if f.probability is None or not np.isfinite(f.probability)
+        else f"{100 * f.probability:.0f}%",
+        "status": _review_cell(f, entry), "review": f.status,
+        "long_ai": _ai_value(entry, "long_axis_diameter"), "short_ai": _ai_value(entry, "short_axis_diameter"),
     }
 
 
@@ -151,11 +174,25 @@ def render_html(report: Report, image: Image | None, *,
     return str(_environment().get_template("report.html.j2").render(
         r=report, title=_title(report), study_date=_date(report.study.study_date),
         refused=report.status != "complete", quality=quality,
-        findings=[_finding_row(f) for f in report.findings], structures=structures,
+        findings=[_finding_row(f, report.review) for f in report.findings], structures=structures,
         images=_image_groups(report, images), recommendations=report.recommendations,
         comparisons=comparisons, steps=steps, timings=timings, preprocessing=preprocessing,
-        schema_version=SCHEMA_VERSION,
+        schema_version=SCHEMA_VERSION, review=_review_summary(report),
     ))
+
+
+def _review_summary(report: Report) -> dict[str, Any] | None:
+    """The sign-off box: state, who signed and when, counts of decisions, the AI's impression if replaced."""
+    rv = report.review
+    if rv is None:
+        return None
+    counts = {s: sum(1 for f in report.findings if f.status == s)
+              for s in ("accepted", "edited", "rejected", "added", "ai")}
+    return {"state": rv.state, "signed_by": rv.signed_by_name or rv.signed_by, "role": rv.signed_by_role,
+            "signed_at": (rv.signed_at or "").replace("T", " ").replace("+00:00", " UTC"),
+            "counts": counts, "impression_ai": rv.impression_ai if rv.impression_edited else "",
+            "impression_by": (rv.signed_by_name or rv.impression_by) if rv.impression_by == rv.signed_by
+            else rv.impression_by}
 
 
 def write_html(report: Report, image: Image | None, path: str | Path, *,

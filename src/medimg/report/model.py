@@ -5,7 +5,9 @@ nothing else formats reports.  Everything carries :class:`Provenance` (algorithm
 parameters).  Masks live on the analysed image's grid and are not serialised to JSON (the SEG writer
 stores them); JSON carries boxes, centroids and measurements instead.
 
-Schema version: :data:`SCHEMA_VERSION` (bump the minor for additions, the major for changes).
+Schema version: :data:`SCHEMA_VERSION` (bump the minor for additions, the major for changes).  A
+report reviewed by a radiologist carries a :class:`Review` and is written as :data:`REVIEW_SCHEMA_VERSION`
+(1.1: 1.0 plus the optional ``review`` block); an unreviewed report stays valid 1.0.
 """
 
 from __future__ import annotations
@@ -20,21 +22,25 @@ from ..jsonable import plain as _plain
 from ..quality.report import QualityReport
 
 __all__ = [
+    "REVIEW_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "Code",
     "Comparison",
     "Finding",
+    "FindingReview",
     "Location",
     "Measurement",
     "Provenance",
     "Recommendation",
     "Report",
+    "Review",
     "StudyInfo",
     "Structure",
     "Triage",
 ]
 
 SCHEMA_VERSION = "1.0"
+REVIEW_SCHEMA_VERSION = "1.1"
 
 Priority = Literal["routine", "soon", "urgent"]
 Status = Literal["complete", "refused"]
@@ -206,6 +212,54 @@ class StudyInfo:
 
 
 @dataclass
+class FindingReview:
+    """What a radiologist did with one finding; the :class:`Finding` itself holds the result (its
+    ``status`` and, when edited, the new values), this holds who, when and the AI's original."""
+
+    finding_id: str
+    status: str  # "accepted" | "rejected" | "edited" | "added"
+    by: str  # user name
+    by_name: str  # display name, as reports print it
+    at: str  # ISO 8601 date-time (UTC)
+    comment: str = ""
+    #: the AI's values of what was edited: measurement name -> {"value", "unit"}, and "centroid_patient",
+    #: "bbox_patient", "characterisation" when those changed; None when nothing was edited
+    original: dict[str, Any] | None = None
+    changes: list[str] = field(default_factory=list)  # in words: "long axis diameter: 81.0 mm (AI) -> 38.0 mm"
+    series_uid: str = ""  # the series an added finding was marked on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"finding_id": self.finding_id, "status": self.status, "by": self.by, "by_name": self.by_name,
+                "at": self.at, "comment": self.comment, "original": _plain(self.original),
+                "changes": list(self.changes), "series_uid": self.series_uid}
+
+
+@dataclass
+class Review:
+    """A radiologist's review of a report: decisions per finding, the impression, the signature."""
+
+    state: Literal["draft", "signed"]
+    findings: list[FindingReview] = field(default_factory=list)
+    impression_ai: str = ""  # the AI's impression (Report.impression holds the one that stands)
+    impression_edited: bool = False
+    impression_by: str = ""
+    signed_by: str = ""  # user name
+    signed_by_name: str = ""
+    signed_by_role: str = ""
+    signed_at: str | None = None  # ISO 8601 date-time (UTC)
+
+    def of(self, finding_id: str) -> FindingReview | None:
+        return next((r for r in self.findings if r.finding_id == finding_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "signed_by": self.signed_by, "signed_by_name": self.signed_by_name,
+                "signed_by_role": self.signed_by_role, "signed_at": self.signed_at,
+                "impression": {"ai": self.impression_ai, "edited": self.impression_edited,
+                               "by": self.impression_by},
+                "findings": [r.to_dict() for r in self.findings]}
+
+
+@dataclass
 class Report:
     """The result of one analysis."""
 
@@ -227,10 +281,11 @@ class Report:
     medimg_version: str = ""
     disclaimer: str = ("Computer-generated analysis for review by a qualified radiologist. "
                        "It is not a diagnosis.")
+    review: Review | None = None  # set once a radiologist has reviewed (and signed) the report
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
+        doc = {
+            "schema_version": REVIEW_SCHEMA_VERSION if self.review is not None else SCHEMA_VERSION,
             "medimg_version": self.medimg_version,
             "created": self.created,
             "status": self.status,
@@ -249,4 +304,7 @@ class Report:
             "timings": _plain(self.timings),
             "disclaimer": self.disclaimer,
         }
+        if self.review is not None:
+            doc["review"] = self.review.to_dict()
+        return doc
 

@@ -33,12 +33,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import OutputError
 from ..image import Image
 from .model import Report
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+    from ._dicom_common import DicomContext
+    from .render import KeyImage
 
 __all__ = ["FILENAMES", "FORMATS", "ReportWriteError", "default_formats", "write_report"]
 
@@ -88,13 +95,19 @@ def _one_line(exc: BaseException, fmt: str) -> str:
 
 
 def write_report(report: Report, image: Image | None, out_dir: Path, *,
-                 formats: Iterable[str] | None = None) -> dict[str, Path]:
+                 formats: Iterable[str] | None = None, context: DicomContext | None = None,
+                 seg: Dataset | None = None, images: Sequence[KeyImage] | None = None) -> dict[str, Path]:
     """Write every output (json, html, pdf, sr, seg, fhir) atomically into out_dir; returns {format: path}.
 
     ``formats`` picks a subset (any order); ``None`` means :func:`default_formats`.  ``image`` is
     the analysed image (``None`` when no usable series was found: then only json, html, pdf and fhir
     can be written).  ``out_dir`` is created if missing.  Raises :class:`ReportWriteError` (one line) if any output fails; then no file
     in ``out_dir`` has been created or changed.
+
+    Rewriting a reviewed report (:mod:`medimg.report.signoff`): ``context`` gives the DICOM UIDs to use
+    (the tracking UIDs of the analysis, a new SR series), ``seg`` the SEG already written that a new
+    SR points into, and ``images`` the key images to show (those of the AI's report, so that each
+    outline is drawn with the values it was measured with).
     """
     out = Path(out_dir)
     wanted = default_formats(report, image) if formats is None else list(dict.fromkeys(formats))
@@ -127,7 +140,7 @@ def write_report(report: Report, image: Image | None, out_dir: Path, *,
         msg = f"cannot create or write the folder ({exc.strerror}); choose a writable folder"
         raise ReportWriteError(wanted[0] if wanted else "json", out, msg) from None
     try:
-        staged = _write_all(report, image, stage, [f for f in FORMATS if f in wanted])
+        staged = _write_all(report, image, stage, [f for f in FORMATS if f in wanted], context, seg, images)
         result: dict[str, Path] = {}
         for fmt, tmp in staged.items():
             final = out / FILENAMES[fmt]
@@ -142,13 +155,15 @@ def write_report(report: Report, image: Image | None, out_dir: Path, *,
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _write_all(report: Report, image: Image | None, stage: Path, order: list[str]) -> dict[str, Path]:
+def _write_all(report: Report, image: Image | None, stage: Path, order: list[str],
+               context: DicomContext | None = None, seg: Dataset | None = None,
+               images: Sequence[KeyImage] | None = None) -> dict[str, Path]:
     """Write the outputs into ``stage``; the first failure raises :class:`ReportWriteError`."""
     from ._dicom_common import DicomContext, SourceFrames, load_sources, tracking_keys
 
     staged: dict[str, Path] = {}
-    state: dict[str, object] = {}
-    ctx = DicomContext.new(tracking_keys(report.structures, report.findings))
+    state: dict[str, object] = {} if seg is None else {"seg": seg}
+    ctx = context or DicomContext.new(tracking_keys(report.structures, report.findings))
     sources: list[SourceFrames] = []
 
     def dicom_sources(fmt: str) -> SourceFrames:
@@ -161,7 +176,7 @@ def _write_all(report: Report, image: Image | None, stage: Path, order: list[str
         if "html" not in state:
             from .html import render_html
 
-            state["html"] = render_html(report, image)
+            state["html"] = render_html(report, image, images=images)
         return str(state["html"])
 
     def do_json(path: Path) -> None:
