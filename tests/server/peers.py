@@ -140,11 +140,13 @@ def dataset_bytes(part10: bytes) -> bytes:
 
 
 def start_medimg(store: Path, **overrides: Any) -> Any:
-    """A started :class:`~medimg.server.app.MedimgServer` on free ports (analysis off unless asked)."""
+    """A started :class:`~medimg.server.app.MedimgServer` on free ports (analysis and the session guard
+    of /api off unless asked)."""
     from medimg.server.app import MedimgServer
     from medimg.server.config import load_config
 
     overrides.setdefault("analysis", False)
+    overrides.setdefault("auth", False)  # the workstation tests (test_auth, test_review) turn it on
     overrides.setdefault("dicom_port", free_port())
     overrides.setdefault("http_port", free_port())
     cfg = load_config(None, store=store, **overrides)

@@ -18,6 +18,7 @@ Example ``medimg.toml``::
     webhook = "http://127.0.0.1:9000/urgent"
     conflict = "reject"                  # same SOP Instance UID, different bytes: reject | keep | replace
     cors_origins = ["http://localhost:3000"]   # e.g. an OHIF viewer served elsewhere
+    auth = true                          # /api/* needs a signed-in user (false: only review/sign/users do)
 
     [peers.PACS]
     aet = "ORTHANC"
@@ -91,6 +92,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     tcp_nodelay: bool = True
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call DICOMweb (e.g. an OHIF viewer)
+    auth: bool = True  # sessions required on /api/* (server/auth.py); false for ingest-only nodes
 
     def peer(self, name: str) -> Peer:
         """The peer called ``name`` (its key in [peers] or its AE title)."""

@@ -5,6 +5,8 @@ on, and for each instance the server-generated path of its file, its size and th
 set.  Patients are not a table of their own: a patient-level query groups studies by Patient ID.
 ``analyses`` holds every automatic analysis of a study (its status, attempts, triage priority and the
 key finding: the worklist is built from it) and ``events`` is the audit trail (who did what, when).
+``users`` and ``sessions`` are the workstation's accounts (:mod:`medimg.server.auth`); ``reviews`` and
+``review_findings`` hold a radiologist's review of one analysis (:mod:`medimg.server.review`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
-__all__ = ["analyses", "events", "instances", "metadata", "series", "studies"]
+__all__ = ["analyses", "events", "instances", "metadata", "review_findings", "reviews", "series",
+           "sessions", "studies", "users"]
 
 metadata = MetaData()
 
@@ -118,6 +122,56 @@ events = Table(
     Column("study_pk", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=True),
     Column("detail", Text, nullable=False, default=""),  # JSON
     Index("ix_events_study", "study_pk"),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False, default=""),
+    Column("role", String(16), nullable=False),  # radiologist | technologist | admin
+    Column("password_hash", String(256), nullable=False),  # scrypt$n$r$p$salt$hash (base64)
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created", Float, nullable=False),
+    Column("failed_logins", Integer, nullable=False, default=0),  # in a row; reset by a good login
+    Column("locked_until", Float, nullable=False, default=0.0),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),  # the token itself is never stored
+    Column("user_pk", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    Index("ix_sessions_user", "user_pk"),
+)
+
+reviews = Table(
+    "reviews", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("analysis_pk", Integer, ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("state", String(16), nullable=False, default="draft"),  # draft | signed
+    Column("impression", Text, nullable=True),  # None: the AI's impression stands
+    Column("impression_by", String(64), nullable=False, default=""),
+    Column("impression_at", Float, nullable=True),
+    Column("signed_by", String(64), nullable=False, default=""),
+    Column("signed_at", Float, nullable=True),
+    Column("signed_sr_uid", String(64), nullable=False, default=""),
+    Column("created", Float, nullable=False),
+)
+
+review_findings = Table(
+    "review_findings", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("review_pk", Integer, ForeignKey("reviews.id", ondelete="CASCADE"), nullable=False),
+    Column("finding_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # accepted | rejected | edited | added
+    Column("by", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("data", Text, nullable=False, default="{}"),  # JSON: the edit, or the added finding
+    UniqueConstraint("review_pk", "finding_id", name="uq_review_finding"),
 )
 
 # The inputs of each finished analysis, for drift monitoring and the quality dashboard
