@@ -141,6 +141,7 @@ def _analyse(job: Mapping[str, Any]) -> dict[str, Any]:
 
     from ..monitoring import describe, finding_scores
     from ..pipeline import analyze, refusal_kind
+    from ..report.load import save_masks
     from ..report.outputs import FILENAMES, write_report
 
     work = Path(job["work_dir"])
@@ -160,6 +161,7 @@ def _analyse(job: Mapping[str, Any]) -> dict[str, Any]:
     report, image = analyze(study_dir, priors=prior_dirs or None, evidence_dir=evidence)
     out.mkdir(parents=True, exist_ok=True)
     written = write_report(report, image, out)
+    save_masks(report, image, out)  # masks.npz: review/sign-off and meshes read the masks back (report/load.py)
     for fmt, name in FILENAMES.items():
         if fmt not in written and (out / name).is_file():
             (out / name).unlink()
@@ -352,6 +354,9 @@ class AnalysisService:
             self.store.log_event(actor, action, study_uid, detail)
         except Exception:
             log.exception("cannot record event %s of %s", action, study_uid)
+        hub = getattr(self.server, "hub", None)  # live updates (server/live.py)
+        if hub is not None:
+            hub.study_event(self.store, study_uid, action, actor, detail)
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),

@@ -100,10 +100,13 @@ def build_app(server: MedimgServer) -> FastAPI:
                            allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
                            expose_headers=["Content-Type", "Content-Length"])
     app.include_router(dicomweb_router(server), prefix="/dicomweb")
-    from . import auth
+    from . import auth, live, meshes, review
 
     auth.install(app, server)  # sessions: 401 on /api/* without one, except login and health (server/auth.py)
     app.include_router(auth.router(server))  # login, logout, me, users
+    app.include_router(review.router(server))  # review, sign-off, history, evidence (server/review.py)
+    app.include_router(live.router(server))  # GET /api/events/stream (server/live.py)
+    app.include_router(meshes.router(server))  # GET /api/studies/{uid}/mesh/{name}.stl (server/meshes.py)
     app.include_router(dashboard_router(server))  # GET /api/dashboard (server/dashboard.py)
     app.include_router(web_router())  # the workstation UI at /ui/ (server/web.py)
     _error_handlers(app)

@@ -34,7 +34,9 @@ class MedimgServer:
         self.store = Store(config.store, config.database or None, conflict=config.conflict,  # type: ignore[arg-type]
                            max_instance_bytes=lim.max_instance_bytes, max_depth=lim.max_sequence_depth)
         from .dicom_node import DicomNode
+        from .live import EventHub
 
+        self.hub = EventHub()  # live study events for the workstation (server/live.py)
         self.node = DicomNode(self)
         self.analysis: Any = None
         if config.analysis:
@@ -48,6 +50,7 @@ class MedimgServer:
     # ------------------------------------------------------------------------------ events
     def instance_stored(self, result: StoreResult, source: str) -> None:
         """Called by the DICOM node and STOW-RS after each instance is durably stored."""
+        self.hub.instance_stored(self.store, result, source)
         if self.analysis is not None and result.outcome in ("stored", "replaced"):
             self.analysis.notify(result.study_uid, source)
 
@@ -82,6 +85,7 @@ class MedimgServer:
     def stop(self) -> None:
         if self.analysis is not None:
             self.analysis.stop()
+        self.hub.close()  # ends the open event streams, which would otherwise hold the HTTP shutdown
         if self._http is not None:
             self._http.should_exit = True
             if self._http_thread is not None:

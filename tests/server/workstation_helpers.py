@@ -1,0 +1,98 @@
+"""Helpers of the workstation tests (test_review, test_meshes, test_live): a server with users, the
+real chest CT analysed on it, clients signed in as one of the users, a dcmtk storescp as destination."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from peers import PEER_ENV, free_port, start_medimg, wait_port
+
+from medimg.server import auth
+
+T = TypeVar("T")
+PASSWORD = "correct horse battery"
+#: user name -> (role, display name)
+USERS = {"ada": ("radiologist", "Dr Ada Lovelace"), "tom": ("technologist", "Tom Tech"),
+         "root": ("admin", "Administrator")}
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 300.0, what: str = "the condition") -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s", pytrace=False)
+        time.sleep(0.1)
+
+
+class StoreSCP:
+    """dcmtk's storescp (any storage SOP class, files kept as received) writing into ``folder``."""
+
+    def __init__(self, folder: Path, aet: str = "DEST") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.aet, self.port = folder, aet, free_port()
+        self.proc = subprocess.Popen(["storescp", "-aet", aet, "-od", str(folder), "+B", "-pm", "+xa",
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     env=PEER_ENV)
+        wait_port(self.port, 30, self.proc)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def add_users(server: Any) -> None:
+    for username, (role, name) in USERS.items():
+        auth.create_user(server.store, username, PASSWORD, role, name)
+
+
+@contextmanager
+def signed_in(server: Any, username: str) -> Iterator[httpx.Client]:
+    """An httpx client of ``server`` whose cookie jar holds a session of ``username``."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.config.http_port}", timeout=300) as c:
+        r = c.post("/api/login", json={"username": username, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        yield c
+
+
+def put_study(server: Any, files: list[Path]) -> str:
+    """Store ``files`` as the DICOM node would and tell the server; returns the Study Instance UID."""
+    uid = ""
+    for path in files:
+        result = server.store.put_path(path, source="test")
+        server.instance_stored(result, "test")
+        uid = result.study_uid
+    return uid
+
+
+@contextmanager
+def analysed_ct(folder: Path, ct_files: list[Path], **overrides: Any) -> Iterator[tuple[Any, str]]:
+    """A server (analysis and sessions on, the users of :data:`USERS`) on which the real chest CT has
+    been stored and analysed; yields (server, Study Instance UID)."""
+    server = start_medimg(folder / "store", analysis=True, auth=True, quiet_seconds=1.0, **overrides)
+    try:
+        add_users(server)
+        uid = put_study(server, ct_files)
+        wait_for(lambda: server.store.study_status(uid) in ("ready", "failed", "skipped"), 900,
+                 "the analysis of the CT study")
+        assert server.store.study_status(uid) == "ready", server.store.events(uid)[-3:]
+        yield server, uid
+    finally:
+        server.stop()
