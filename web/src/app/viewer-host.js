@@ -8,6 +8,11 @@ const modules = import.meta.glob("../viewer/index.js");
 
 let loading = null;
 
+/** Whether this build has the viewer at all. */
+export function hasViewer() {
+  return Boolean(modules["../viewer/index.js"]);
+}
+
 export function loadViewerModule() {
   const loader = modules["../viewer/index.js"];
   if (!loader) return Promise.resolve(null);

@@ -47,7 +47,7 @@ function outcomes(p) {
 }
 
 function driftValue(d) {
-  if (d.statistic === null || d.statistic === undefined) return "–";
+  if (d.statistic === null || d.statistic === undefined || d.status === "insufficient" || d.status === "no_reference") return "–";
   const t = d.threshold !== null && d.threshold !== undefined ? ` / ${num(d.threshold, 2)}` : "";
   return `${num(d.statistic, 3)}${t}`;
 }

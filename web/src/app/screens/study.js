@@ -13,7 +13,7 @@ import { priorityBadge, qualityBadge, stateBadge, studyState } from "../ui/badge
 import { confirm } from "../ui/dialog.js";
 import { icon } from "../ui/icons.js";
 import { toast, toastError } from "../ui/toast.js";
-import { mountStudyViewer } from "../viewer-host.js";
+import { hasViewer, mountStudyViewer } from "../viewer-host.js";
 import { addFindingDialog, findingCard, reviewStatus } from "./study-findings.js";
 import {
   comparisonsSection, historyList, impressionEditor, outputsSection, qualitySection,
@@ -432,9 +432,9 @@ export function studyScreen({ params, query }) {
         h("div.study-line", { testid: "study-description" },
           [p.study_description || "Study", `${dicomDate(p.study_date)}${p.study_time ? ` ${dicomTime(p.study_time)}` : ""}`,
             modalities.join("/"), rep?.protocol ? protocolName(rep.protocol) : "", p.accession_number ? `Acc ${p.accession_number}` : ""].filter(Boolean).join(" · "))),
-      h("div.study-badges", priorityBadge(rep?.triage?.priority || latest.priority), stateBadge(signed() ? "signed" : studyState(entry), latest.error || undefined), rep?.quality ? qualityBadge(rep.quality.verdict) : null),
+      h("div.study-badges", rep?.triage?.priority || latest.priority ? priorityBadge(rep?.triage?.priority || latest.priority) : null, stateBadge(signed() ? "signed" : studyState(entry), latest.error || undefined), rep?.quality ? qualityBadge(rep.quality.verdict) : null),
       h("span.spacer"),
-      compare,
+      hasViewer() && viewer?.available !== false ? null : compare, // the viewer's toolbar has the layouts, Compare included
       rerun);
   }
 

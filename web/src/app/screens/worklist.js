@@ -148,7 +148,7 @@ export function worklistScreen({ query }) {
     const sex = e.patient_sex ? e.patient_sex : "";
     const age = ageAt(e.patient_birth_date, e.study_date);
     const failedWhy = e.error ? `${STATE[st]?.help || ""}. Last error: ${e.error}` : undefined;
-    const finding = e.key_finding || (st === "analysing" || st === "queued" || st === "received" ? "" : "—");
+    const finding = e.key_finding || (st === "failed" && e.error ? `Analysis failed: ${e.error}` : st === "analysing" || st === "queued" || st === "received" ? "" : "—");
     const tr = h("tr.wl-row", {
       tabindex: "0", testid: "worklist-row",
       dataset: { studyUid: e.study_uid, status: st, priority: e.priority || "none" },
@@ -175,7 +175,7 @@ export function worklistScreen({ query }) {
     h("td.col-mod", (e.modalities || []).map((m) => h("span.mod", m))),
     h("td.col-protocol", protocolName(e.protocol) || h("span.muted", "—")),
     h("td.col-status", stateBadge(st, failedWhy), e.attempts > 1 && st !== "ready" && st !== "signed" ? h("div.sub", `attempt ${e.attempts}`) : null),
-    h("td.col-finding", { title: e.key_finding || "" }, h("span.key-finding", { testid: "worklist-key-finding" }, finding)),
+    h("td.col-finding", { title: e.key_finding || e.error || "" }, h("span.key-finding", { class: st === "failed" || st === "refused" ? "key-finding-bad" : "", testid: "worklist-key-finding" }, finding)),
     h("td.col-quality", qualityBadge(e.quality)),
     h("td.col-received", { title: stamp(e.first_received) }, h("span.time", { dataset: { t: e.first_received } }, ago(e.first_received))));
     return tr;
