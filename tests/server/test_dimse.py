@@ -527,3 +527,38 @@ def test_scu_errors_name_the_peer(medimg_server: Any, tmp_path: Path, ct_files: 
         find(a2, "PACS", "STUDY", {"StudyInstanceUID": "", "OperatorsName": "x"})
     with pytest.raises(InputError, match="not a DICOM keyword"):
         find(a2, "PACS", "STUDY", {"NoSuchKeyword": ""})
+
+
+def test_find_names_in_other_character_sets(two_nodes: tuple[Any, Any]) -> None:
+    """Names stored in Latin-1, Cyrillic, ISO 2022 Japanese and UTF-8 come back as the same text (the
+    answers are UTF-8, ISO_IR 192)."""
+    import pydicom
+
+    a, b = two_nodes
+    folder = Path(pydicom.__file__).parent / "data" / "charset_files"
+    names = {}
+    for n in ("chrGerm.dcm", "chrRuss.dcm", "chrH31.dcm", "chrX1.dcm"):
+        ds = dcmread(folder / n)
+        b.store.put_path(folder / n)
+        names[str(ds.StudyInstanceUID)] = str(ds.PatientName)
+    found = find(a, "PACS", "STUDY", {"StudyInstanceUID": "", "PatientName": ""})
+    got = {str(s.StudyInstanceUID): str(s.PatientName) for s in found}
+    for uid, name in names.items():
+        assert got[uid] == name
+    [japanese] = find(a, "PACS", "STUDY", {"PatientName": "Yamada*", "StudyInstanceUID": ""})
+    assert str(japanese.PatientName) == "Yamada^Tarou=山田^太郎=やまだ^たろう"
+
+
+@pytest.mark.xfail(strict=True, reason="medimg.store.query matches person names with SQL lower(), which "
+                   "SQLite applies to ASCII letters only: a non-ASCII name does not match itself")
+def test_find_non_ascii_name_matching(two_nodes: tuple[Any, Any]) -> None:
+    import pydicom
+
+    a, b = two_nodes
+    folder = Path(pydicom.__file__).parent / "data" / "charset_files"
+    for n in ("chrGerm.dcm", "chrRuss.dcm"):
+        b.store.put_path(folder / n)
+    [german] = find(a, "PACS", "STUDY", {"PatientName": "Äneas*", "StudyInstanceUID": ""})
+    assert str(german.PatientName) == "Äneas^Rüdiger"
+    [russian] = find(a, "PACS", "PATIENT", {"PatientName": "Люкceмбypг", "PatientID": ""})
+    assert str(russian.PatientName) == "Люкceмбypг"

@@ -454,8 +454,8 @@ def _level(identifier: Dataset, root: str) -> str:
 
 
 def _answer_value(ds: Dataset, keyword: str, value: Any) -> None:
-    if value is None:
-        value = ""
+    if value is None or value == "":
+        value = None  # an empty value of whatever VR
     elif isinstance(value, list | tuple):
         value = [str(v) for v in value]
     setattr(ds, keyword, value)
