@@ -233,16 +233,34 @@ class Store:
                         self.root, tmp_removed, len(orphans))
         return {"tmp": tmp_removed, "orphans": len(orphans)}
 
-    def _orphans(self) -> list[str]:
-        with self.engine.connect() as conn:
-            known = set(conn.execute(select(t.instances.c.path)).scalars())
-        found = []
+    def _orphans(self, settle: float = 0.0) -> list[str]:
+        """Files under ``files/`` without an index row.  The folders are listed before the index is
+        read, so a file whose row is committed in between is not counted.  With ``settle`` > 0 (a
+        store that a running server may be writing to), files younger than 10 s are looked up again
+        after ``settle`` seconds: a file between its rename and its commit is not an orphan."""
+        on_disk: list[str] = []
         for sub in sorted((self.root / "files").iterdir()):
             if sub.is_dir():
-                for f in sub.iterdir():
-                    rel = f"files/{sub.name}/{f.name}"
-                    if rel not in known:
-                        found.append(rel)
+                on_disk.extend(f"files/{sub.name}/{f.name}" for f in sub.iterdir())
+        with self.engine.connect() as conn:
+            known: set[str] = set(conn.execute(select(t.instances.c.path)).scalars())
+        found = [rel for rel in on_disk if rel not in known]
+        if settle > 0:
+            now = time.time()
+            young = []
+            for rel in found:
+                try:
+                    if now - (self.root / rel).stat().st_mtime < 10:
+                        young.append(rel)
+                except FileNotFoundError:  # removed meanwhile (a lost race, a replaced copy)
+                    young.append(rel)
+            if young:
+                time.sleep(settle)
+                with self.engine.connect() as conn:
+                    late: set[str] = set(conn.execute(select(t.instances.c.path)
+                                            .where(t.instances.c.path.in_(young))).scalars())
+                found = [rel for rel in found
+                         if rel not in late and (rel not in young or (self.root / rel).exists())]
         return found
 
     # ------------------------------------------------------------------------------ storing
@@ -492,5 +510,5 @@ class Store:
                 report.ok += 1
             else:
                 report.corrupt.append(inst.sop_uid)
-        report.orphans = self._orphans()
+        report.orphans = self._orphans(settle=1.0)
         return report
