@@ -291,6 +291,7 @@ def _identifier(level: str, **keys: Any) -> Dataset:
     return ds
 
 
+@pytest.mark.peer  # the node was loaded by storescu
 def test_find_statuses(loaded: Any) -> None:
     server, _ = loaded
     port = server.node.port
@@ -385,6 +386,7 @@ def test_movescu_to_storescp(loaded: Any, tmp_path: Path, dest_port: int, ct_fil
     assert_retrieved(scp.files(), series[one], server)
 
 
+@pytest.mark.peer  # the node was loaded by storescu
 def test_move_statuses(loaded: Any, study_uid: str) -> None:
     server, _ = loaded
     ae = AE("PYSCU")
@@ -515,8 +517,7 @@ def test_scu_errors_name_the_peer(medimg_server: Any, tmp_path: Path, ct_files: 
     text.write_text("not DICOM")
     with pytest.raises(InputError, match="notes.txt"):
         send_instances(a, "GONE", [text])
-    # a peer that refuses us: a medimg node limited to 1 association that is busy would reject;
-    # simpler: a known peer whose called AE title is fine but which does not know us as destination
+    # a peer that answers with failures: it does not know us as a move destination, it refuses a key
     b = medimg_server(aet="PACS")
     a2 = medimg_server(peers={"PACS": Peer("PACS", "127.0.0.1", b.node.port)})
     for f in ct_files[:2]:
