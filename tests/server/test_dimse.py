@@ -528,6 +528,18 @@ def test_scu_errors_name_the_peer(medimg_server: Any, tmp_path: Path, ct_files: 
         find(a2, "PACS", "STUDY", {"StudyInstanceUID": "", "OperatorsName": "x"})
     with pytest.raises(InputError, match="not a DICOM keyword"):
         find(a2, "PACS", "STUDY", {"NoSuchKeyword": ""})
+    # a peer that rejects the association (its only association is taken)
+    full = medimg_server(aet="FULL", limits=Limits(max_associations=1))
+    a3 = medimg_server(peers={"FULL": Peer("FULL", "127.0.0.1", full.node.port)})
+    ae = AE("HOLDER")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    holder = ae.associate("127.0.0.1", full.node.port, ae_title="FULL")
+    assert holder.is_established
+    try:
+        with pytest.raises(InputError, match=r"peer FULL \(FULL@127.0.0.1:\d+\): rejected the association"):
+            send_instances(a3, "FULL", ct_files[:1])
+    finally:
+        holder.release()
 
 
 def test_find_names_in_other_character_sets(two_nodes: tuple[Any, Any]) -> None:
