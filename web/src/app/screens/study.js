@@ -57,6 +57,7 @@ export function studyScreen({ params, query }) {
   const cleanups = [];
   let viewer = null;
   let viewerMounted = false;
+  let viewerHasReport = false;
   let destroyed = false;
   let refreshTimer = null;
 
@@ -161,8 +162,8 @@ export function studyScreen({ params, query }) {
     const p = st.detail?.study;
     if (p) document.title = `${personName(p.patient_name) || p.patient_id} · ${p.study_description || "Study"} · medimg`;
     paintAll();
-    mountViewers();
-    viewer?.setFindings(findings());
+    await mountViewers();
+    if (!destroyed) viewer?.setFindings(findings());
   }
 
   function scheduleRefresh() {
@@ -195,8 +196,17 @@ export function studyScreen({ params, query }) {
   }
 
   async function mountViewers() {
+    // A viewer opened before the analysis finished has neither the findings nor the segmentation nor
+    // the prior: open it again, once, when the report arrives.
+    if (viewerMounted && viewer && !viewerHasReport && report()) {
+      viewer.destroy();
+      viewer = null;
+      viewerMounted = false;
+      currentHost.replaceChildren();
+    }
     if (!viewerMounted && st.detail) {
       viewerMounted = true;
+      viewerHasReport = Boolean(report());
       viewer = await mountStudyViewer(currentHost, viewerOptions());
       if (destroyed) return viewer.destroy();
       if (viewer.available) watchViewerLayout();
@@ -214,7 +224,7 @@ export function studyScreen({ params, query }) {
     const root = currentHost.querySelector("[data-testid=viewer]");
     if (!root) return;
     const obs = new MutationObserver(() => {
-      const layout = viewer.getLayout() || root.dataset.layout;
+      const layout = viewer?.getLayout() || root.dataset.layout;
       if (layout && layout !== st.layout) {
         st.layout = layout;
         paintBar();
