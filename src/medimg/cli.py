@@ -373,7 +373,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, store=args.store, database=args.db, host=args.host, aet=args.aet,
                       dicom_port=args.dicom_port, http_port=args.http_port,
                       analysis=False if args.no_analysis else None, quiet_seconds=args.quiet_seconds,
-                      destination=args.destination, webhook=args.webhook)
+                      destination=args.destination, webhook=args.webhook,
+                      auth=False if args.no_auth else None)
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -437,6 +438,46 @@ def cmd_store_ls(args: argparse.Namespace) -> int:
         else:
             print(f"{r['SeriesInstanceUID']}  {r['Modality'] or '-'}  #{r['SeriesNumber']}  "
                   f"{r['NumberOfSeriesRelatedInstances']} instances  {r['SeriesDescription']}")
+    return EXIT_OK
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """The password: the first line of stdin with --password-stdin, else asked twice on the terminal."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise InputError(args.name, "the two passwords differ", "run the command again")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from .server import auth
+
+    with _open_store(args) as store:
+        try:
+            if args.user_command == "add":
+                user = auth.create_user(store, args.name, _new_password(args), args.role, args.display_name)
+                print(f"user {user.username} ({user.role}) created")
+            elif args.user_command == "ls":
+                users = auth.list_users(store)
+                if args.json:
+                    print(json.dumps([{**u.to_dict(), "active": u.active} for u in users]))
+                else:
+                    for u in users:
+                        print(f"{u.username}  {u.role}  {'active' if u.active else 'disabled'}  {u.display_name}")
+            elif args.user_command == "passwd":
+                auth.set_password(store, args.name, _new_password(args))
+                print(f"password of {args.name} changed; its sessions ended")
+            else:  # disable | enable
+                auth.set_active(store, args.name, args.user_command == "enable")
+                print(f"user {args.name} {args.user_command}d")
+        except ValueError as exc:
+            raise InputError(None, str(exc)) from None
+        except KeyError:
+            raise InputError(args.name, "no such user", "list them with `medimg user ls --store DIR`") from None
     return EXIT_OK
 
 
@@ -527,6 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "new instances (default 10)")
     p.add_argument("--destination", help="peer (from the config) that receives the SR and SEG results")
     p.add_argument("--webhook", help="URL notified (POST JSON) of urgent findings")
+    p.add_argument("--no-auth", action="store_true",
+                   help="leave /api open without sessions (review, sign and users still need one)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("store", help="look after a study store: import, ls, verify")
@@ -548,6 +591,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_store_verify)
     for q in (ssub.choices["import"], ssub.choices["ls"], ssub.choices["verify"]):
         q.add_argument("--db", metavar="URL", help="index database URL (default: SQLite in the store)")
+
+    p = sub.add_parser("user", help="workstation accounts of a store: add, ls, passwd, disable, enable")
+    usub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    q = usub.add_parser("add", help="create an account (the password is asked twice, or read from stdin)")
+    q.add_argument("name", help="user name: 1-64 of a-z 0-9 . _ -")
+    q.add_argument("--role", required=True, choices=["radiologist", "technologist", "admin"])
+    q.add_argument("--display-name", default="", help='as reports print it, e.g. "Dr Ada Lovelace"')
+    q = usub.add_parser("passwd", help="set a new password (ends the user's sessions)")
+    q.add_argument("name")
+    for q in (usub.choices["add"], usub.choices["passwd"]):
+        q.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    q = usub.add_parser("ls", help="list the accounts")
+    q.add_argument("--json", action="store_true")
+    for action in ("disable", "enable"):
+        usub.add_parser(action, help=f"{action} an account").add_argument("name")
+    for q in usub.choices.values():
+        q.add_argument("--store", dest="dir", required=True, metavar="DIR", help="the server's store folder")
+        q.add_argument("--db", metavar="URL", help="index database URL (default: SQLite in the store)")
+        q.set_defaults(func=cmd_user)
     return parser
 
 
