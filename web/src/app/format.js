@@ -101,6 +101,10 @@ export function measurement(m, digits = 1) {
     value = Number(value) / 1000;
     u = "mL";
   }
+  if (u === "mL" && Number(value) >= 1000) {
+    value = Number(value) / 1000;
+    u = "L";
+  }
   if (u === "1") return pct(value, 0);
   return `${num(value, digits)} ${unit(u)}`.trim();
 }
