@@ -157,11 +157,11 @@ export function findingCard(f, ctx) {
     where ? h("span.fact", { testid: "finding-location" }, icon("target", { size: 13 }), where) : null,
     size ? h("span.fact.fact-size", { testid: "finding-size" }, size) : null),
   probabilityMeter(f.probability),
-  selected ? [characterisation(f), extraMeasurements(f), recommendationsFor(f, ctx.report), evidenceLinks(f, ctx), provenance(f)] : null,
+  selected ? [characterisation(f), extraMeasurements(f), recommendationsFor(f, ctx.report), evidenceLinks(f, ctx), status === "added" ? null : provenance(f)] : null,
   reviewLine(f),
   ctx.signed ? null : ctx.editingId === f.id ? editForm(f, ctx) : h("div.finding-actions",
-    actionButton("accept", "Accept", "check", "a", "accept"),
-    actionButton("reject", "Reject", "cross", "x", "reject"),
+    status === "added" ? null : actionButton("accept", "Accept", "check", "a", "accept"),
+    actionButton("reject", status === "added" ? "Withdraw" : "Reject", "cross", "x", "reject"),
     actionButton("edit", "Edit", "edit", "e", "ghost")));
   return card;
 }
@@ -174,7 +174,7 @@ function editForm(f, ctx) {
   const diameter = h("input.input.input-num", { type: "number", min: "0.5", max: "500", step: "0.1", value: num1(long), required: true, testid: "finding-edit-diameter", id: `edit-dia-${f.id}` });
   const shortAxis = short ? h("input.input.input-num", { type: "number", min: "0.5", max: "500", step: "0.1", value: num1(short), testid: "finding-edit-short-axis", id: `edit-short-${f.id}` }) : null;
   const select = h("select.select", { testid: "finding-edit-characterisation", id: `edit-type-${f.id}` },
-    h("option", { value: "" }, "(not characterised)"),
+    h("option", { value: "" }, "Not set"),
     [...new Set([...CHARACTER_TYPES, type].filter(Boolean))].map((t) => h("option", { value: t, selected: t === type }, label(t))));
   const comment = h("input.input", { type: "text", placeholder: "Comment (optional)", maxlength: "500", testid: "finding-edit-comment", value: f.review?.comment || "" });
   const error = h("p.form-error", { hidden: true, testid: "finding-edit-error" });
@@ -226,7 +226,7 @@ export function addFindingDialog({ seriesUid, draft = {}, onMarkOnImage = null }
     const center = draft.center_patient || [];
     const kind = h("select.select", { id: "add-kind", testid: "add-finding-kind" }, KINDS.map((k) => h("option", { value: k, selected: k === (draft.kind || "nodule") }, label(k))));
     const diameter = h("input.input.input-num", { id: "add-diameter", type: "number", min: "0.5", max: "500", step: "0.1", required: true, value: draft.diameter_mm ? Number(draft.diameter_mm).toFixed(1) : "", testid: "add-finding-diameter" });
-    const type = h("select.select", { id: "add-type", testid: "add-finding-characterisation" }, h("option", { value: "" }, "(not characterised)"), CHARACTER_TYPES.map((t) => h("option", { value: t }, label(t))));
+    const type = h("select.select", { id: "add-type", testid: "add-finding-characterisation" }, h("option", { value: "" }, "Not set"), CHARACTER_TYPES.map((t) => h("option", { value: t }, label(t))));
     const coord = (axis, i) => h("label.field.field-coord", h("span.field-label", axis), h("input.input.input-num", { type: "number", step: "0.1", required: true, value: center[i] !== undefined ? Number(center[i]).toFixed(1) : "", testid: `add-finding-${axis.toLowerCase()}`, dataset: { axis: i } }));
     const coords = [coord("X", 0), coord("Y", 1), coord("Z", 2)];
     const error = h("p.form-error", { hidden: true });

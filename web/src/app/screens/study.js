@@ -296,7 +296,8 @@ export function studyScreen({ params, query }) {
     if (!editable()) return toast(editReason());
     const current = reviewStatus(f);
     if ((action === "accept" && current === "accepted") || (action === "reject" && current === "rejected")) return undefined;
-    return act(f.id, () => api.decide(uid, f.id, action), `${f.id} ${action === "accept" ? "accepted" : "rejected"}`);
+    const done = action === "accept" ? "accepted" : current === "added" ? "withdrawn" : "rejected";
+    return act(f.id, () => api.decide(uid, f.id, action), `${f.id} ${done}`);
   }
 
   function saveEdit(f, changes) {
