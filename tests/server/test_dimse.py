@@ -562,8 +562,6 @@ def test_find_names_in_other_character_sets(two_nodes: tuple[Any, Any]) -> None:
     assert str(japanese.PatientName) == "Yamada^Tarou=山田^太郎=やまだ^たろう"
 
 
-@pytest.mark.xfail(strict=True, reason="medimg.store.query matches person names with SQL lower(), which "
-                   "SQLite applies to ASCII letters only: a non-ASCII name does not match itself")
 def test_find_non_ascii_name_matching(two_nodes: tuple[Any, Any]) -> None:
     import pydicom
 

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 from peers import PEER_ENV, free_port, wait_port
 
@@ -53,7 +54,7 @@ class Cluster:
             os.chown(self.folder, user.pw_uid, user.pw_gid)
             self.prefix = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync",
-                  "-E", "UTF8", "--locale", "C")
+                  "-E", "UTF8", "--locale", "C.UTF-8")
         self._run("pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-w", "-t", "60",
                   "-o", f"-p {self.port} -k {self.folder} -c listen_addresses='' -c max_connections=200",
                   "start")
@@ -147,6 +148,17 @@ def test_store_ct_query_duplicates_verify(tmp_path: Path, pg_url: str, ct_files:
         assert more["stored"] > 30
         assert store.count()["instances"] == 128 + more["stored"]
         assert store.verify().clean
+
+        # names in other character sets match case-insensitively (lower() is Unicode-aware here)
+        charsets = Path(pydicom.__file__).parent / "data" / "charset_files"
+        for name in ("chrGerm.dcm", "chrRuss.dcm", "chrH31.dcm"):
+            assert store.put_path(charsets / name).outcome == "stored"
+        assert [s["PatientName"] for s in find(store.engine, "STUDY", {"PatientName": "äNEAS*"})] == \
+            ["Äneas^Rüdiger"]
+        assert [s["PatientName"] for s in find(store.engine, "STUDY", {"PatientName": "люкceмбypг"})] == \
+            ["Люкceмбypг"]
+        [japanese] = find(store.engine, "STUDY", {"PatientName": "*山田*"})
+        assert japanese["PatientName"] == "Yamada^Tarou=山田^太郎=やまだ^たろう"
 
         # verify notices a changed byte
         victim = next(iter(store.iter_all()))

@@ -3,7 +3,8 @@
 SQLite (the default, a file in the store folder): write-ahead log with ``synchronous=FULL`` (a commit is
 on disk when it returns), ``BEGIN IMMEDIATE`` for write transactions (engines from ``engine.execution_options(immediate=True)``:
 a writer takes the lock up front, so two writers wait for each other instead of failing; readers are
-never blocked), a generous busy timeout and foreign keys on.
+never blocked), a generous busy timeout and foreign keys on; ``lower()`` is replaced by a Unicode-aware one
+(person-name matching compares lower-cased names).
 PostgreSQL (``postgresql+psycopg://...``): its defaults are already durable.
 """
 
@@ -23,6 +24,10 @@ __all__ = ["make_engine"]
 _POOL: dict[str, Any] = {"pool_size": 8, "max_overflow": 72, "pool_timeout": 120}
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` and the tables if they do not exist yet."""
     try:
@@ -39,6 +44,8 @@ def make_engine(url: str) -> Engine:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=60000")
                 cur.close()
+                # SQLite's own lower() changes ASCII letters only: "Äneas" would not match "äneas*"
+                dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
             @event.listens_for(engine, "begin")
             def _begin_immediate(conn: Any) -> None:

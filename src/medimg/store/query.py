@@ -227,7 +227,7 @@ def find(engine: Engine, level: str, query: Mapping[str, str], *, limit: int | N
 
 def _scoped_pks(conds: list[ColumnElement[bool]], with_image: bool, what: str) -> Any:
     col = t.studies.c.id if what == "study" else t.series.c.id
-    q = select(distinct(col)).select_from(t.studies).join(t.series, t.series.c.study_pk == t.studies.c.id)
+    q = select(col).distinct().select_from(t.studies).join(t.series, t.series.c.study_pk == t.studies.c.id)
     if with_image:
         q = q.join(t.instances, t.instances.c.series_pk == t.series.c.id)
     return q.where(and_(*conds)) if conds else q
