@@ -15,6 +15,7 @@ import { icon } from "../ui/icons.js";
 import { toast, toastError } from "../ui/toast.js";
 import { hasViewer, mountStudyViewer } from "../viewer-host.js";
 import { addFindingDialog, findingCard, reviewStatus } from "./study-findings.js";
+import { worklistPath } from "./worklist.js";
 import {
   comparisonsSection, historyList, impressionEditor, outputsSection, qualitySection,
   recommendationsSection, section, triageSection,
@@ -394,6 +395,21 @@ export function studyScreen({ params, query }) {
     return undefined;
   }
 
+  /** The next study waiting to be read (worklist order: priority, then arrival). */
+  async function nextStudy() {
+    try {
+      const data = await api.worklist({ status: "ready", limit: 5 });
+      const next = (data.items || []).find((e) => e.study_uid !== uid);
+      if (next) navigate(`/studies/${encodeURIComponent(next.study_uid)}`);
+      else {
+        toast("No other study is waiting to be read.", { kind: "ok" });
+        navigate(worklistPath());
+      }
+    } catch (err) {
+      toastError(err, "The worklist could not be loaded");
+    }
+  }
+
   async function reanalyse() {
     const ok = await confirm({ title: "Run the analysis again?", body: h("p", "The study is queued for a new AI analysis. The current results stay until the new ones are ready."), confirmLabel: "Re-run analysis", testid: "reanalyse-dialog" });
     if (!ok) return;
@@ -419,9 +435,9 @@ export function studyScreen({ params, query }) {
   }
 
   function paintBar() {
-    if (st.notFound) return mount(bar, h("a.btn.btn-ghost.btn-small", { href: href("/"), testid: "back-to-worklist" }, icon("back"), "Worklist"));
+    if (st.notFound) return mount(bar, h("a.btn.btn-ghost.btn-small", { href: href(worklistPath()), testid: "back-to-worklist" }, icon("back"), "Worklist"));
     const d = st.detail;
-    if (!d) return mount(bar, h("a.btn.btn-ghost.btn-small", { href: href("/"), testid: "back-to-worklist" }, icon("back"), "Worklist"), h("span.muted", "Loading study…"));
+    if (!d) return mount(bar, h("a.btn.btn-ghost.btn-small", { href: href(worklistPath()), testid: "back-to-worklist" }, icon("back"), "Worklist"), h("span.muted", "Loading study…"));
     const p = d.study;
     const latest = (d.analyses || [])[0] || {};
     const entry = { status: p.status, analysis_status: latest.status };
@@ -436,7 +452,7 @@ export function studyScreen({ params, query }) {
     }, icon("columns", { size: 14 }), st.layout === "compare" ? "Close comparison" : prior ? "Compare with prior" : "Compare");
     const rerun = can.reanalyse() && !signed() ? h("button.btn.btn-ghost.btn-small", { type: "button", onclick: reanalyse, testid: "reanalyse" }, icon("refresh", { size: 14 }), "Re-run analysis") : null;
     mount(bar,
-      h("a.btn.btn-ghost.btn-small.back", { href: href("/"), testid: "back-to-worklist", title: "Back to the worklist (b)" }, icon("back"), "Worklist"),
+      h("a.btn.btn-ghost.btn-small.back", { href: href(worklistPath()), testid: "back-to-worklist", title: "Back to the worklist (b)" }, icon("back"), "Worklist"),
       h("div.study-id",
         h("div.patient-line", h("span.patient", { testid: "study-patient" }, personName(p.patient_name) || "(no name)"),
           h("span.muted", [p.patient_id, p.patient_sex, age, p.patient_birth_date ? `born ${dicomDate(p.patient_birth_date)}` : ""].filter(Boolean).join(" · "))),
@@ -591,7 +607,9 @@ export function studyScreen({ params, query }) {
     const list = findings();
     const reviewed = list.filter((f) => reviewStatus(f) !== "ai").length;
     if (signed()) {
-      return mount(footer, h("div.sign-state.signed", { testid: "sign-state" }, icon("lock", { size: 16 }), "Signed — no further edits"));
+      return mount(footer, h("div.sign-state.signed", { testid: "sign-state" }, icon("lock", { size: 16 }), "Signed — no further edits"),
+        h("span.spacer"),
+        h("button.btn.btn-primary", { type: "button", onclick: nextStudy, testid: "next-study", title: "Open the next study to read (])" }, "Next study", icon("next", { size: 14 })));
     }
     const reason = signReason();
     const share = list.length ? reviewed / list.length : 1;
@@ -639,7 +657,8 @@ export function studyScreen({ params, query }) {
     { keys: "g f", group: "Study", label: "Findings tab", fn: () => setTab("findings") },
     { keys: "g r", group: "Study", label: "Report tab", fn: () => setTab("report") },
     { keys: "g h", group: "Study", label: "History tab", fn: () => setTab("history") },
-    { keys: "b", group: "Study", label: "Back to the worklist", fn: () => navigate("/") },
+    { keys: "]", group: "Study", label: "Next study to read", fn: nextStudy },
+    { keys: "b", group: "Study", label: "Back to the worklist", fn: () => navigate(worklistPath()) },
   ]));
   cleanups.push(subscribe((ev) => {
     if (ev.study_uid === uid || ev.type === "overflow") scheduleRefresh();

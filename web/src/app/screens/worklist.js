@@ -11,6 +11,13 @@ import { icon } from "../ui/icons.js";
 
 const PAGE = 50;
 
+let lastSearch = "";
+
+/** The worklist as the user left it (its filters), for "back to the worklist". */
+export function worklistPath() {
+  return `/${lastSearch}`;
+}
+
 /** Status filter choices: label -> the statuses the API matches (study or analysis status). */
 const STATUS_FILTERS = [
   { key: "", label: "All" },
@@ -223,6 +230,7 @@ export function worklistScreen({ query }) {
   async function load({ quiet = false } = {}) {
     const f = STATUS_FILTERS.find((x) => x.key === state.status);
     setQuery({ status: state.status, priority: state.priority, modality: state.modality, q: state.q, offset: state.offset || "" });
+    lastSearch = location.search;
     paintControls();
     controller?.abort();
     controller = new AbortController();
