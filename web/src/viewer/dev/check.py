@@ -1,0 +1,177 @@
+"""Browser check of the viewer's development page (not shipped): opens it in headless Chromium,
+waits for the first image, runs the named scenarios and writes screenshots and the timings.
+
+    .venv/bin/python web/src/viewer/dev/check.py STATE.json OUTDIR [scenario ...]
+
+Scenarios: single (default), scroll, presets, seg, findings, edit, mpr, mip, compare, 3d.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def main() -> None:
+    state = json.loads(Path(sys.argv[1]).read_text())
+    out = Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    scenarios = sys.argv[3:] or ["single"]
+    base = state["url"]
+    study = state.get("study") or ""
+    query = state.get("query", "")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        logs: list[str] = []
+        page.on("console", lambda m: logs.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: logs.append(f"pageerror: {e} {e.stack}"))
+        url = f"{base}/mvdev/viewer-dev.html?study={study}{query}"
+        t0 = time.monotonic()
+        page.goto(url)
+        try:
+            page.wait_for_function("window.__medimgViewerTimings && window.__medimgViewerTimings.latest && "
+                                   "window.__medimgViewerTimings.latest.firstImage", timeout=30000)
+        except Exception:
+            page.screenshot(path=str(out / "failed.png"))
+            for line in logs[:40]:
+                print("LOG", line[:600])
+            raise
+        print("page+first image wall", round(time.monotonic() - t0, 2), "s")
+        timings = page.evaluate("window.__medimgViewerTimings.latest")
+        print("timings", json.dumps(timings))
+        for sc in scenarios:
+            fn = globals().get(f"sc_{sc}")
+            if fn is None:
+                print("unknown scenario", sc)
+                continue
+            t = time.monotonic()
+            try:
+                fn(page, out)
+            except Exception as exc:  # keep going: report and look at the screen
+                print(f"scenario {sc} FAILED: {str(exc).splitlines()[0]}")
+                page.screenshot(path=str(out / f"failed-{sc}.png"))
+            print(f"scenario {sc}: {time.monotonic() - t:.1f} s")
+        timings = page.evaluate("window.__medimgViewerTimings.latest")
+        (out / "timings.json").write_text(json.dumps(timings, indent=1))
+        print("timings", json.dumps(timings))
+        print("events", json.dumps(page.evaluate("window.__viewerEvents || []"))[:2000])
+        for line in logs[:40]:
+            print("LOG", line[:400])
+        browser.close()
+
+
+def wait_loaded(page, timeout=60000):
+    page.wait_for_function("window.__medimgViewerTimings.latest.allImagesLoaded", timeout=timeout)
+
+
+def shot(page, out, name):
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / f"{name}.png"))
+    print("screenshot", out / f"{name}.png")
+
+
+def sc_single(page, out):
+    wait_loaded(page)
+    page.wait_for_timeout(1500)
+    shot(page, out, "single")
+
+
+def sc_scroll(page, out):
+    wait_loaded(page)
+    canvas = page.get_by_test_id("viewer-canvas")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(40):
+        page.mouse.wheel(0, 120)
+        page.wait_for_timeout(16)
+    for _ in range(40):
+        page.mouse.wheel(0, -120)
+        page.wait_for_timeout(16)
+    page.wait_for_timeout(400)
+    print("state", json.dumps(page.evaluate("window.viewer.getState().slice")))
+
+
+def sc_presets(page, out):
+    page.keyboard.press("1")
+    shot(page, out, "preset-lung")
+    page.get_by_test_id("viewer-preset-bone").click()
+    shot(page, out, "preset-bone")
+    page.keyboard.press("2")
+
+
+def sc_seg(page, out):
+    page.wait_for_function("window.viewer.getSegments().length > 0", timeout=60000)
+    print("segments", json.dumps(page.evaluate("window.viewer.getSegments().map(s => [s.label, s.voxels])")))
+    page.evaluate("window.viewer.jumpToFinding('F1')")
+    page.wait_for_timeout(800)
+    shot(page, out, "seg-on")
+    page.evaluate("window.viewer.toggleSegment('body', false)")
+    page.get_by_test_id("viewer-seg-opacity").fill("70")
+    shot(page, out, "seg-nobody-70")
+
+
+def sc_findings(page, out):
+    page.wait_for_function("window.viewer.getState().findings.length > 0", timeout=30000)
+    page.get_by_test_id("viewer-finding-F1").click()
+    page.wait_for_timeout(800)
+    shot(page, out, "finding-F1")
+
+
+def sc_edit(page, out):
+    page.wait_for_function("window.viewer.getState().findings.length > 0", timeout=30000)
+    page.evaluate("window.viewer.jumpToFinding('F1')")
+    page.wait_for_timeout(600)
+    # drag a corner handle of the outline: find it from the annotation state
+    pt = page.evaluate("""() => {
+      const anns = window.__cst ? [] : [];
+      return null;
+    }""")
+    page.get_by_test_id("viewer-tool-mark").click()
+    canvas = page.get_by_test_id("viewer-canvas")
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.6
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 20, cy, steps=4)
+    page.mouse.move(cx + 40, cy + 5, steps=4)
+    page.mouse.up()
+    page.wait_for_timeout(600)
+    shot(page, out, "edit-mark")
+    page.get_by_test_id("viewer-tool-wl").click()
+
+
+def sc_mpr(page, out):
+    page.get_by_test_id("viewer-layout-mpr").click()
+    page.wait_for_function("window.__medimgViewerTimings.latest.volumeLoadedMs", timeout=60000)
+    page.wait_for_timeout(2500)
+    shot(page, out, "mpr")
+
+
+def sc_mip(page, out):
+    page.get_by_test_id("viewer-mip").click()
+    page.wait_for_timeout(1500)
+    shot(page, out, "mpr-mip")
+    page.get_by_test_id("viewer-mip").click()
+
+
+def sc_compare(page, out):
+    page.get_by_test_id("viewer-layout-compare").click()
+    page.wait_for_timeout(2500)
+    shot(page, out, "compare")
+
+
+def sc_3d(page, out):
+    page.get_by_test_id("viewer-layout-3d").click()
+    page.wait_for_timeout(6000)
+    shot(page, out, "3d")
+
+
+if __name__ == "__main__":
+    main()

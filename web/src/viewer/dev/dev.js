@@ -1,0 +1,50 @@
+// Development page for the viewer alone (web/viewer-dev.html): mounts it on the study in the URL with
+// the findings of the study's review (or of its report while the review API is not there) and logs
+// the editing callbacks.  Not part of the app.
+import { mountViewer } from "../index.js";
+
+const q = new URLSearchParams(location.search);
+const api = q.get("api") || "/api";
+
+async function findingsOf(study) {
+  for (const path of [`/studies/${study}/review`, `/studies/${study}/report`]) {
+    try {
+      const r = await fetch(api + path, { credentials: "same-origin" });
+      if (r.ok) {
+        const j = await r.json();
+        return j.findings || j.report?.findings || [];
+      }
+    } catch {
+      /* try the next */
+    }
+  }
+  return [];
+}
+
+async function main() {
+  let study = q.get("study");
+  if (!study) {
+    const r = await fetch("/dicomweb/studies?limit=1", { headers: { Accept: "application/dicom+json" } });
+    const rows = await r.json();
+    study = rows[0]?.["0020000D"]?.Value?.[0];
+  }
+  window.__viewerEvents = [];
+  const findings = q.get("findings") === "0" ? [] : findingsOf(study);
+  const viewer = mountViewer(document.getElementById("viewer"), {
+    dicomwebRoot: q.get("dicomweb") || "/dicomweb",
+    apiRoot: api,
+    studyUid: study,
+    seriesUid: q.get("series") || undefined,
+    priorStudyUid: q.get("prior") || undefined,
+    layout: q.get("layout") || "single",
+    segmentationOutline: q.get("segoutline") === null ? undefined : q.get("segoutline") !== "0",
+    findings: [],
+    onFindingEdited: (id, change) => window.__viewerEvents.push({ type: "edited", id, change }),
+    onFindingAdded: (finding) => window.__viewerEvents.push({ type: "added", finding }),
+    onFindingSelected: (id) => window.__viewerEvents.push({ type: "selected", id }),
+  });
+  window.viewer = viewer;
+  if (findings instanceof Promise) findings.then((f) => viewer.setFindings(f));
+}
+
+main();
