@@ -15,7 +15,9 @@ Storing one instance:
    or the conflict policy applies (different bytes), without writing anything;
 3. the file is written to ``tmp/``, fsynced, renamed into ``files/`` and the folder fsynced;
 4. study, series and instance rows are written in one transaction (SQLite: WAL, ``synchronous=FULL``);
-5. only then does :meth:`Store.put` return, and only then may a caller acknowledge the instance.
+   concurrent senders share it (group commit, :mod:`.writer`: the folders of all the rows waiting are
+   fsynced, then their rows are committed together);
+5. only then does :meth:`Store.put_dataset` return, and only then may a caller acknowledge the instance.
 
 A crash between 3 and 4 leaves a file without a row: it was never acknowledged, and the recovery that
 runs when a store is opened after an unclean stop (a marker in ``open/`` whose process is gone) removes
