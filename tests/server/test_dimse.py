@@ -237,6 +237,29 @@ def test_storescu_pydicom_data_folder(medimg_server: Any, pydicom_data_files: li
     assert server.store.count()["instances"] == len(stored)  # every instance once
 
 
+def test_transfer_syntax_choice(loaded: Any) -> None:
+    """Uncompressed first, unless the requestor put a compressed syntax (or deflate) first."""
+    server, _ = loaded
+    mr = "1.2.840.10008.5.1.4.1.1.4"
+    proposals = {  # context -> accepted
+        ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1"): "1.2.840.10008.1.2.4.90",  # J2K first: J2K
+        ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50"): "1.2.840.10008.1.2.1",  # never lossy for them
+        ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2"): "1.2.840.10008.1.2",  # implicit rather than big endian
+        ("1.2.840.10008.1.2.4.70",): "1.2.840.10008.1.2.4.70",  # JPEG lossless SV1
+        ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.1"): "1.2.840.10008.1.2.1.99",  # deflate first
+        ("1.2.840.10008.1.2.4.201",): "1.2.840.10008.1.2.4.201",  # HTJ2K lossless
+    }
+    for proposed, accepted in proposals.items():
+        sop = mr if proposed[0] != "1.2.840.10008.1.2.1.99" else "1.2.840.10008.5.1.4.1.1.7"
+        ae = AE("TS")
+        assoc = ae.associate("127.0.0.1", server.node.port, contexts=[build_context(sop, list(proposed))],
+                             ae_title="MEDIMG")
+        assert assoc.is_established
+        [cx] = assoc.accepted_contexts
+        assert cx.transfer_syntax[0] == accepted, proposed
+        assoc.release()
+
+
 # ---------------------------------------------------------------------------------- C-FIND
 @pytest.mark.peer
 def test_findscu_patient_root(loaded: Any, tmp_path: Path, series: dict[str, list[Path]],

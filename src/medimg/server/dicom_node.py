@@ -9,10 +9,10 @@ Storing
     with different bytes, 0xA900 data set does not match, 0xA700 out of resources, 0xC000 cannot
     understand) with an Error Comment; nothing of it is left on disk.  Accepted: every storage SOP
     class pynetdicom knows plus the retired ones pydicom knows (:data:`STORAGE_CLASSES`), in every
-    transfer syntax of :data:`TRANSFER_SYNTAXES`.  Of the syntaxes a requestor proposes in one
-    presentation context, the *first* one it lists that we support is accepted (pynetdicom would take
-    the first of ours): a sender lists what it holds first, so nothing is decompressed, or compressed
-    lossily, on the way.
+    transfer syntax of :data:`TRANSFER_SYNTAXES`.  Of the syntaxes proposed in one presentation
+    context we accept explicit VR little endian, implicit VR little endian, explicit VR big endian, in
+    that order, unless the requestor put a compressed syntax (or deflate) first: then that one, which
+    it holds.  Nothing is compressed on the sender's behalf, nor decompressed when it offered its own.
 
 Querying and retrieving
     C-FIND (Patient Root and Study Root; PATIENT, STUDY, SERIES, IMAGE) answers from
@@ -94,6 +94,12 @@ from pydicom.uid import (
     UID_dictionary,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context, evt, register_uid
+from pynetdicom._handlers import (
+    standard_dimse_recv_handler,
+    standard_dimse_sent_handler,
+    standard_pdu_recv_handler,
+    standard_pdu_sent_handler,
+)
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.service_class import ServiceClass, StorageServiceClass
@@ -127,11 +133,15 @@ log = logging.getLogger("medimg.server.dicom")
 # stored files leave as stored (see the module docstring)
 _config.STORE_SEND_CHUNKED_DATASET = True
 
-#: Transfer syntaxes accepted for storage: every syntax pydicom knows whose data set is an ordinary
-#: encoded data set (native, deflated, encapsulated JPEG / JPEG-LS / JPEG 2000 / HTJ2K / RLE / MPEG /
-#: H.264 / HEVC).  JPIP referenced (pixel data elsewhere) and SMPTE ST 2110 (real-time video) are not.
-TRANSFER_SYNTAXES: list[UID] = [ts for ts in AllTransferSyntaxes
-                                if "JPIP" not in ts.name and "SMPTE" not in ts.name]
+_PLAIN = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
+
+#: Transfer syntaxes accepted for storage, in our order of preference: every syntax pydicom knows whose
+#: data set is an ordinary encoded data set (native, deflated, encapsulated JPEG / JPEG-LS / JPEG 2000 /
+#: HTJ2K / RLE / MPEG / H.264 / HEVC); JPIP referenced (pixel data elsewhere) and SMPTE ST 2110
+#: (real-time video) are not.  Uncompressed ones first: of a context proposing several, we never pick
+#: a compression the sender did not put first (see :meth:`DicomNode._on_requested`).
+TRANSFER_SYNTAXES: list[UID] = [*_PLAIN, *(ts for ts in AllTransferSyntaxes if ts not in _PLAIN
+                                          and "JPIP" not in ts.name and "SMPTE" not in ts.name)]
 
 
 def _retired_storage_classes() -> list[str]:
@@ -333,8 +343,24 @@ def _tune_requestor(event: Any, nodelay: bool, max_pdu: int) -> None:
     assoc: Association = event.assoc
     if nodelay:
         _set_nodelay(assoc)
+    _quiet(assoc)
     assoc.dul.socket.recv = _PduGuard(assoc, max_pdu, 0)  # type: ignore[method-assign,union-attr]
     assoc.dul._run_loop_delay = _DUL_FAST
+
+
+_STANDARD_LOG_HANDLERS = ((evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
+                          (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
+                          (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
+                          (evt.EVT_PDU_SENT, standard_pdu_sent_handler))
+
+
+def _quiet(assoc: Association) -> None:
+    """Unbind pynetdicom's standard logging handlers from ``assoc`` (they format every message and PDU;
+    ~0.2 ms a C-STORE) unless the ``pynetdicom`` logger is at DEBUG, where they are what one wants."""
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
+        for event, handler in _STANDARD_LOG_HANDLERS:
+            with contextlib.suppress(ValueError, KeyError):
+                assoc.unbind(event, handler)
 
 
 def _set_nodelay(assoc: Association) -> None:
@@ -535,6 +561,7 @@ class DicomNode:
         assoc: Association = event.assoc
         if self.config.tcp_nodelay:
             _set_nodelay(assoc)
+        _quiet(assoc)
         lim = self.config.limits
         guard = _PduGuard(assoc, lim.max_pdu, lim.max_instance_bytes + lim.max_pdu + 65536)
         assoc._medimg_guard = guard  # type: ignore[attr-defined]
@@ -546,18 +573,25 @@ class DicomNode:
         assoc.dul._run_loop_delay = _DUL_FAST
 
     def _on_requested(self, event: Any) -> None:
-        """Before negotiation: make the requestor's order of transfer syntaxes ours (pynetdicom picks the
-        first of the *acceptor's* list that was proposed).  A sender lists what it holds first, so the
-        data set arrives as it is, neither decompressed nor compressed (lossy!) on the way."""
+        """Before negotiation: choose transfer syntaxes so that data sets arrive as the sender holds
+        them.  pynetdicom accepts, in a presentation context, the first syntax of *our* list that was
+        proposed; our list puts explicit VR, implicit VR, big endian first, so an uncompressed sender
+        is never asked to compress.  A sender that proposes several syntaxes and puts a compressed one
+        (or deflate) first holds it: that syntax moves to the front of our list for its SOP class,
+        for this association only."""
         assoc: Association = event.assoc
-        proposed: dict[str, list[str]] = {}
+        first: dict[str, str] = {}
         for cx in assoc.requestor.primitive.presentation_context_definition_list:  # type: ignore[union-attr]
-            proposed.setdefault(str(cx.abstract_syntax), [str(ts) for ts in cx.transfer_syntax])
-        for cx in assoc.acceptor.supported_contexts:
-            order = proposed.get(str(cx.abstract_syntax))
-            if order and len(cx.transfer_syntax) > 1:
-                rank = {ts: i for i, ts in enumerate(order)}
-                cx.transfer_syntax = sorted(cx.transfer_syntax, key=lambda ts: rank.get(str(ts), len(rank)))
+            syntaxes = [str(ts) for ts in cx.transfer_syntax]
+            if len(syntaxes) > 1 and syntaxes[0] not in _PLAIN:
+                first.setdefault(str(cx.abstract_syntax), syntaxes[0])
+        if not first:
+            return
+        for cx in assoc.acceptor.supported_contexts:  # this association's own copies
+            ts = first.get(str(cx.abstract_syntax))
+            if ts is not None and ts in cx.transfer_syntax:  # in place: the list the negotiation reads
+                cx.transfer_syntax.remove(UID(ts))
+                cx.transfer_syntax.insert(0, UID(ts))
 
     # ------------------------------------------------------------------------------ C-STORE
     def _on_store(self, event: Any) -> Dataset:
