@@ -16,7 +16,17 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from crafted import ENCODINGS, EXPLICIT_LE, IMPLICIT_LE, part10, sample, uids
+from crafted import (
+    DEFLATED,
+    ENCODINGS,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    deflate,
+    part10,
+    sample,
+    uids,
+)
 
 from medimg.store import InstanceRejected, Store, find
 from medimg.store.admin import import_paths
@@ -99,6 +109,12 @@ def test_malformed_and_oversized_instances_are_refused(tmp_path: Path) -> None:
         assert info.value.status == 0xA700 and info.value.http_status == 413
         with pytest.raises(InstanceRejected, match="Part 10"):
             store.put_file_bytes(b"not dicom" * 20)
+        # a deflated data set of ~2 KiB that would inflate to 2 MiB
+        bomb = deflate(sample(EXPLICIT, 3)[0] + EXPLICIT.element(0x7FE10010, "OB", bytes(2 << 20)))
+        assert len(bomb) < 4096
+        with pytest.raises(InstanceRejected, match="inflates to more than 4096 bytes") as info:
+            store.put_dataset(bomb, DEFLATED)
+        assert info.value.status == 0xC000
         assert store.count()["instances"] == 0 and _files(store.root) == []
         assert list((store.root / "tmp").iterdir()) == []
 
@@ -108,7 +124,9 @@ def test_stored_file_keeps_the_data_set_bytes_and_their_sha256(tmp_path: Path,
                                                                 ct_datasets: list[tuple[bytes, str]]) -> None:
     with Store(tmp_path / "s") as store:
         for ds, ts in ct_datasets[:4] + [(sample(EXPLICIT, 5)[0], EXPLICIT_LE),
-                                         (sample(ENCODINGS[IMPLICIT_LE], 6)[0], IMPLICIT_LE)]:
+                                         (sample(ENCODINGS[IMPLICIT_LE], 6)[0], IMPLICIT_LE),
+                                         (sample(ENCODINGS[EXPLICIT_BE], 7)[0], EXPLICIT_BE),
+                                         (deflate(sample(EXPLICIT, 8)[0]), DEFLATED)]:
             result = store.put_dataset(memoryview(ds), ts, source_aet="MODALITY")
             assert result.outcome == "stored" and result.ok and result.status == 0
             assert result.sha256 == hashlib.sha256(ds).hexdigest()
