@@ -410,7 +410,8 @@ def test_movescu_to_storescp(loaded: Any, tmp_path: Path, dest_port: int, ct_fil
 
 
 @pytest.mark.peer  # the node was loaded by storescu
-def test_move_statuses(loaded: Any, study_uid: str) -> None:
+def test_move_statuses(loaded: Any, study_uid: str, dest_port: int, tmp_path: Path,
+                       series: dict[str, list[Path]]) -> None:
     server, _ = loaded
     ae = AE("PYSCU")
     model = StudyRootQueryRetrieveInformationModelMove
@@ -427,6 +428,16 @@ def test_move_statuses(loaded: Any, study_uid: str) -> None:
         # no unique key: a failure
         [(st, _)] = list(assoc.send_c_move(_identifier("STUDY", PatientID=PATIENT), "DEST", model))
         assert int(st.Status) & 0xF000 in (0xA000, 0xC000)
+        # a list of UIDs naming one instance twice, and one of another series: two sub-operations
+        a, b = series[sorted(series)[0]][3], series[sorted(series)[1]][5]
+        scp = _StoreSCP(dest_port, tmp_path / "dest")
+        try:
+            ident = _identifier("IMAGE", SOPInstanceUID=[uid_of(a), uid_of(a), uid_of(b)])
+            *_, (st, _) = list(assoc.send_c_move(ident, "DEST", model))
+        finally:
+            scp.stop()
+        assert (int(st.Status), int(st.NumberOfCompletedSuboperations)) == (0, 2)
+        assert sorted(uid_of(f) for f in scp.files()) == sorted([uid_of(a), uid_of(b)])
     finally:
         assoc.release()
 

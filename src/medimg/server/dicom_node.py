@@ -174,7 +174,6 @@ _PDATA = 0x04
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_CANNOT_UNDERSTAND = 0xC000
 
 
 def _comment(text: str) -> str:
@@ -598,7 +597,7 @@ class DicomNode:
         aet = event.assoc.requestor.ae_title.strip()
         source = f"dimse:{aet}"
         req = event.request
-        data = req.DataSet.getbuffer()
+        data = req.DataSet.getbuffer()  # no copy; the buffer goes with the request
         try:
             result = self.server.store.put_dataset(
                 data, event.context.transfer_syntax, sop_class_uid=str(req.AffectedSOPClassUID or ""),
@@ -609,8 +608,6 @@ class DicomNode:
         except Exception as exc:  # never answer success for what was not stored
             log.exception("C-STORE from %s failed", aet)
             return _status(STATUS_OUT_OF_RESOURCES, f"internal error: {type(exc).__name__}")
-        finally:
-            data.release()
         if result.outcome == "conflict":
             log.warning("C-STORE from %s: %s (%s)", aet, result.reason, result.sop_instance_uid)
         try:
@@ -733,7 +730,10 @@ class DicomNode:
                 found.extend(store.instances(series_uid=value))
             else:
                 found.extend(store.instances(sop_uid=value))
-        return found
+        unique: dict[str, StoredInstance] = {}
+        for inst in found:  # a UID listed twice is sent once
+            unique.setdefault(inst.sop_uid, inst)
+        return list(unique.values())
 
     def _peer_by_aet(self, aet: str) -> Peer | None:
         for peer in self.config.peers.values():
