@@ -95,6 +95,14 @@ function evidenceLinks(f, ctx) {
   }));
 }
 
+function comparisonLine(f, report) {
+  const c = (report?.comparisons || []).find((x) => x.finding_id === f.id);
+  if (!c) return null;
+  const text = c.prior_finding_id ? c.summary || "compared with the prior" : "new since the prior study";
+  return h("div.compare-line", { testid: "finding-comparison", title: "Compared with the prior study" },
+    icon("columns", { size: 13 }), h("span.compare-tag", c.prior_finding_id ? `vs prior ${c.prior_finding_id}` : "New"), h("span", text));
+}
+
 function reviewLine(f) {
   const r = f.review;
   if (!r || !r.status || r.status === "ai") return null;
@@ -157,6 +165,7 @@ export function findingCard(f, ctx) {
     where ? h("span.fact", { testid: "finding-location" }, icon("target", { size: 13 }), where) : null,
     size ? h("span.fact.fact-size", { testid: "finding-size" }, size) : null),
   probabilityMeter(f.probability),
+  comparisonLine(f, ctx.report),
   selected ? [characterisation(f), extraMeasurements(f), recommendationsFor(f, ctx.report), evidenceLinks(f, ctx), status === "added" ? null : provenance(f)] : null,
   reviewLine(f),
   ctx.signed ? null : ctx.editingId === f.id ? editForm(f, ctx) : h("div.finding-actions",

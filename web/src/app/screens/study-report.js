@@ -5,6 +5,7 @@ import { h } from "../dom.js";
 import { label, measurement, millis, stamp, when } from "../format.js";
 import { actionName, protocolName } from "../labels.js";
 import { PRIORITY, QUALITY, qualityBadge } from "../ui/badges.js";
+import { href } from "../router.js";
 import { icon } from "../ui/icons.js";
 
 export function section(title, ...children) {
@@ -123,9 +124,17 @@ export function outputsSection(uid, report, signed) {
 export function comparisonsSection(report) {
   const comps = report?.comparisons || [];
   if (!comps.length) return null;
-  return section("Comparison with prior", h("ul.comparisons", comps.map((c) => h("li.comparison", { testid: "comparison-item" },
-    h("span.finding-id", c.finding_id), c.prior_finding_id ? h("span.muted", `↔ prior ${c.prior_finding_id}`) : h("span.badge.tag", "new"),
-    h("p", c.summary || (c.changes || []).map((m) => `${label(m.name)} ${measurement(m)}`).join(", "))))));
+  const priors = [...new Set(comps.map((c) => c.prior_study_uid).filter(Boolean))];
+  const change = (c, name) => (c.changes || []).find((m) => m.name === name);
+  return section("Comparison with prior", h("ul.comparisons", comps.map((c) => {
+    const interval = change(c, "interval");
+    return h("li.comparison", { testid: "comparison-item" },
+      h("div.comparison-head", h("span.finding-id", c.finding_id),
+        c.prior_finding_id ? h("span.muted", `↔ prior ${c.prior_finding_id}`) : h("span.badge.tag", "new"),
+        interval ? h("span.muted.small", `${Math.round(Number(interval.value))} days apart`) : null),
+      h("p", c.summary || (c.changes || []).map((m) => `${label(m.name)} ${measurement(m)}`).join(", ")));
+  })),
+  priors.map((uid) => h("a.file-link", { href: href(`/studies/${encodeURIComponent(uid)}`), testid: "open-prior" }, icon("columns", { size: 14 }), "Open the prior study")));
 }
 
 const EDIT_WORDS = { diameter_mm: "long axis", short_axis_mm: "short axis", center_patient: "moved", bbox_patient: "resized", characterisation: "", kind: "" };

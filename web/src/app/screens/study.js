@@ -215,6 +215,7 @@ export function studyScreen({ params, query }) {
         if (!destroyed && st.selectedId) viewer.showFinding(st.selectedId);
       });
       paintBar();
+      paintPanel(); // the viewer's extras (heat maps on the image) are offered now
     }
     paintFallbackPanes();
     return undefined;
