@@ -1,7 +1,7 @@
 // The worklist: studies by triage priority then arrival, with filters, search and live updates.
 import { api } from "../api.js";
 import { $$, h, mount } from "../dom.js";
-import { ageAt, ago, dicomDate, personName, stamp } from "../format.js";
+import { ageAt, ago, dicomDate, personName, plural, stamp } from "../format.js";
 import { bind } from "../keys.js";
 import { MODALITIES, protocolName } from "../labels.js";
 import { liveState, onLiveState, subscribe } from "../live.js";
@@ -178,7 +178,7 @@ export function worklistScreen({ query }) {
       h("div.sub", [e.patient_id, [sex, age].filter(Boolean).join(" · ")].filter(Boolean).join(" · "))),
     h("td.col-study",
       h("div.study-desc", e.study_description || "(no description)"),
-      h("div.sub", [dicomDate(e.study_date), e.accession_number ? `Acc ${e.accession_number}` : "", e.instances ? `${e.instances} images` : ""].filter(Boolean).join(" · "))),
+      h("div.sub", [dicomDate(e.study_date), e.accession_number ? `Acc ${e.accession_number}` : "", e.instances ? plural(e.instances, "image") : ""].filter(Boolean).join(" · "))),
     h("td.col-mod", (e.modalities || []).map((m) => h("span.mod", m))),
     h("td.col-protocol", protocolName(e.protocol) || h("span.muted", "—")),
     h("td.col-status", stateBadge(st, failedWhy), e.attempts > 1 && st !== "ready" && st !== "signed" ? h("div.sub", `attempt ${e.attempts}`) : null),
