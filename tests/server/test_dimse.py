@@ -76,17 +76,20 @@ def c_find(port: int, identifier: Dataset, model: Any = StudyRootQueryRetrieveIn
 
 
 @pytest.fixture(scope="module")
-def dest_port() -> int:
-    """The port of the dcmtk storescp that C-MOVE tests start as move destination DEST."""
-    return free_port()
+def dest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_StoreSCP]:
+    """A dcmtk storescp, move destination DEST of the C-MOVE tests, listening for the whole module (a
+    port chosen free and left unused until a test starts a listener could be taken meanwhile)."""
+    scp = _StoreSCP(free_port(), tmp_path_factory.mktemp("dest"))
+    yield scp
+    scp.stop()
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory, ct_study_dir: Path,
-           dest_port: int) -> Iterator[tuple[Any, subprocess.CompletedProcess[str]]]:
+           dest: _StoreSCP) -> Iterator[tuple[Any, subprocess.CompletedProcess[str]]]:
     """A medimg node that received the 128 CT files from storescu (one association, whole folder)."""
     store = tmp_path_factory.mktemp("dimse") / "store"
-    server = start_medimg(store, peers={"DEST": Peer("DEST", "127.0.0.1", dest_port)})
+    server = start_medimg(store, peers={"DEST": Peer("DEST", "127.0.0.1", dest.port)})
     result = storescu(server.node.port, "+sd", "+r", "+sp", "*.dcm", str(ct_study_dir))
     yield server, result
     server.stop()
@@ -359,6 +362,7 @@ class _StoreSCP:
     def __init__(self, port: int, folder: Path, aet: str = "DEST", *extra: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
+        self.port = port
         self.proc = subprocess.Popen(["storescp", "-aet", aet, "-od", str(folder), "+B", *(extra or ("+xa",)),
                                       str(port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=PEER_ENV)
@@ -366,6 +370,10 @@ class _StoreSCP:
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def clear(self) -> None:
+        for f in self.files():
+            f.unlink()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -384,34 +392,27 @@ def assert_retrieved(received: list[Path], sources: list[Path], server: Any) -> 
 
 @pytest.mark.peer
 @pytest.mark.slow
-def test_movescu_to_storescp(loaded: Any, tmp_path: Path, dest_port: int, ct_files: list[Path],
-                             series: dict[str, list[Path]], study_uid: str) -> None:
+def test_movescu_to_storescp(loaded: Any, dest: _StoreSCP, ct_files: list[Path], series: dict[str, list[Path]],
+                             study_uid: str) -> None:
     server, _ = loaded
-    scp = _StoreSCP(dest_port, tmp_path / "study")
-    try:
-        r = dcmtk("movescu", "-v", "-aec", "MEDIMG", "-aem", "DEST", "-S", "-k", "QueryRetrieveLevel=STUDY",
-                  "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", str(server.node.port))
-        assert r.returncode == 0, r.stderr[-2000:]
-        assert "Received Final Move Response (Success)" in r.stderr, r.stderr[-2000:]
-    finally:
-        scp.stop()
-    assert_retrieved(scp.files(), ct_files, server)
+    dest.clear()
+    r = dcmtk("movescu", "-v", "-aec", "MEDIMG", "-aem", "DEST", "-S", "-k", "QueryRetrieveLevel=STUDY",
+              "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", str(server.node.port))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Received Final Move Response (Success)" in r.stderr, r.stderr[-2000:]
+    assert_retrieved(dest.files(), ct_files, server)
     # Patient Root, one series
     one = sorted(series)[0]
-    scp = _StoreSCP(dest_port, tmp_path / "series")
-    try:
-        r = dcmtk("movescu", "-aec", "MEDIMG", "-aem", "DEST", "-P", "-k", "QueryRetrieveLevel=SERIES",
-                  "-k", f"PatientID={PATIENT}", "-k", f"StudyInstanceUID={study_uid}",
-                  "-k", f"SeriesInstanceUID={one}", "127.0.0.1", str(server.node.port))
-        assert r.returncode == 0, r.stderr[-2000:]
-    finally:
-        scp.stop()
-    assert_retrieved(scp.files(), series[one], server)
+    dest.clear()
+    r = dcmtk("movescu", "-aec", "MEDIMG", "-aem", "DEST", "-P", "-k", "QueryRetrieveLevel=SERIES",
+              "-k", f"PatientID={PATIENT}", "-k", f"StudyInstanceUID={study_uid}",
+              "-k", f"SeriesInstanceUID={one}", "127.0.0.1", str(server.node.port))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert_retrieved(dest.files(), series[one], server)
 
 
 @pytest.mark.peer  # the node was loaded by storescu
-def test_move_statuses(loaded: Any, study_uid: str, dest_port: int, tmp_path: Path,
-                       series: dict[str, list[Path]]) -> None:
+def test_move_statuses(loaded: Any, study_uid: str, dest: _StoreSCP, series: dict[str, list[Path]]) -> None:
     server, _ = loaded
     ae = AE("PYSCU")
     model = StudyRootQueryRetrieveInformationModelMove
@@ -430,14 +431,11 @@ def test_move_statuses(loaded: Any, study_uid: str, dest_port: int, tmp_path: Pa
         assert int(st.Status) & 0xF000 in (0xA000, 0xC000)
         # a list of UIDs naming one instance twice, and one of another series: two sub-operations
         a, b = series[sorted(series)[0]][3], series[sorted(series)[1]][5]
-        scp = _StoreSCP(dest_port, tmp_path / "dest")
-        try:
-            ident = _identifier("IMAGE", SOPInstanceUID=[uid_of(a), uid_of(a), uid_of(b)])
-            *_, (st, _) = list(assoc.send_c_move(ident, "DEST", model))
-        finally:
-            scp.stop()
+        dest.clear()
+        ident = _identifier("IMAGE", SOPInstanceUID=[uid_of(a), uid_of(a), uid_of(b)])
+        *_, (st, _) = list(assoc.send_c_move(ident, "DEST", model))
         assert (int(st.Status), int(st.NumberOfCompletedSuboperations)) == (0, 2)
-        assert sorted(uid_of(f) for f in scp.files()) == sorted([uid_of(a), uid_of(b)])
+        assert sorted(uid_of(f) for f in dest.files()) == sorted([uid_of(a), uid_of(b)])
     finally:
         assoc.release()
 
