@@ -38,26 +38,29 @@ Latency (what was changed in pynetdicom's polling, and why)
     pynetdicom polls: its DUL thread sleeps ``dul._run_loop_delay`` (1 ms) whenever the socket had
     nothing, and the association reactor sleeps a hard-coded 1 ms before each look at its message
     queue.  With one storescu association that is ~2 ms of waiting per instance on top of the work
-    (a no-op handler took 0.46 s for the 128 CT files).  Per association we accept, when the
-    connection opens (``EVT_CONN_OPEN``), without changing the library's code or globals:
+    (a no-op handler took 0.46 s for the 128 CT files), and every idle association wakes two threads
+    1000 times a second.  Per association, when the connection opens (``EVT_CONN_OPEN``), without
+    changing the library's code or globals:
 
-    * the association's ``_serve_request`` is wrapped (:class:`_Burst`): after serving a request it
-      serves the requests that follow at once, instead of going back through the reactor loop and
-      its fixed sleep for each;
-    * its DIMSE message queue becomes a :class:`_WakingQueue`: the reactor's non-blocking look at it
-      waits up to ``_REACTOR_WAIT`` (50 ms) for a message, and is woken early when the DUL has a
-      release or abort request for it (:class:`_UserQueue`), so an idle reactor wakes ~20 times a
-      second instead of ~1000 and a release is answered at once;
-    * the DUL's ``_run_loop_delay`` is ``_DUL_FAST`` (0.1 ms) while data arrived within
-      ``_BUSY_WINDOW`` (0.5 s) and ``_DUL_IDLE`` (2 ms) after (the reactor makes the switch);
-    * PDUs are read with a few ``recv_into`` calls instead of pynetdicom's 4 KiB ``recv`` loop;
+    * the DUL waits instead of polling (:class:`_WaitingSocket`): the socket's ``ready`` (which the
+      DUL loop asks every turn) waits in ``select`` for data from the peer *or* a primitive to send
+      (the provider queue's ``put`` writes to a socket pair), at most ``_DUL_WAIT`` (50 ms), so the
+      DUL reacts at once to either and an idle one wakes 20 times a second;
+    * the reactor's request handling is wrapped (:class:`_Burst`, accepted associations): after
+      serving a request it serves the requests that follow at once, instead of going back through
+      the reactor loop and its fixed sleep for each;
+    * the reactor's non-blocking look at its message queue (:class:`_WakingQueue`) waits up to
+      ``_REACTOR_WAIT`` (50 ms) for a message and is woken early when the DUL has a release or abort
+      request for it (:class:`_UserQueue`), so a release is answered at once;
+    * PDUs are read with a few ``recv_into`` calls instead of pynetdicom's 4 KiB ``recv`` loop, and
+      pynetdicom's standard log handlers (which format every message and PDU) are unbound unless
+      its logger is at DEBUG;
     * TCP_NODELAY is set (``tcp_nodelay``), and our maximum PDU is ``limits.max_pdu`` (1 MiB), so a
       512x512 CT slice arrives in one or a few PDUs.
 
-    The no-op handler then takes ~0.28 s for the 128 files; four idle associations cost the process
-    about half the CPU they cost with pynetdicom's defaults.  Associations we request (C-MOVE
-    sub-operations, the SCU functions) are short and busy: TCP_NODELAY, ``_DUL_FAST`` and the PDU
-    bound only.
+    And the supported presentation contexts copy cheaply (:class:`_Context`): pynetdicom deep-copies
+    them for every association it accepts, which took ~35 ms for ~190 SOP classes x 37 transfer
+    syntaxes; an association is now set up in a few milliseconds.
 
 Limits
     ``limits.max_associations`` concurrent associations (more are rejected: transient, local limit
@@ -69,10 +72,11 @@ Limits
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import queue
+import select
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +117,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
     uid_to_service_class,
 )
+from pynetdicom.transport import AssociationSocket
 
 from ..errors import InputError
 from ..store import LEVELS, InstanceRejected, QueryError, StoredInstance, supported_keys
@@ -166,9 +171,8 @@ STORAGE_CLASSES: list[str] = sorted({str(cx.abstract_syntax) for cx in AllStorag
                                     | set(_retired_storage_classes()))
 
 _REACTOR_WAIT = 0.05  # s: longest wait of an idle reactor for a message (see module docstring)
-_DUL_FAST = 0.0001  # s: DUL poll interval while busy
-_DUL_IDLE = 0.002  # s: DUL poll interval when idle
-_BUSY_WINDOW = 0.5  # s without incoming data after which an association counts as idle
+_DUL_FAST = 0.0001  # s: the DUL's sleep after a turn with nothing to do (it then waits in select)
+_DUL_WAIT = 0.05  # s: longest wait of a DUL for its socket or an outgoing primitive
 _MAX_ASSOC_PDU = 1 << 20  # bytes: bound on association-control PDUs (A-ASSOCIATE-RQ ...)
 _PDATA = 0x04
 
@@ -214,7 +218,6 @@ class _WakingQueue(queue.Queue[Any]):
             # a release or abort request waiting for the reactor: return at once (wake() may have
             # been called before this wait began)
             if not self._qsize() and not self._assoc.dul.to_user_queue.qsize():
-                self._tune_dul()
                 self.not_empty.wait(wait)
             if not self._qsize():
                 return None
@@ -230,11 +233,63 @@ class _WakingQueue(queue.Queue[Any]):
         with self.not_empty:
             self.not_empty.notify_all()
 
-    def _tune_dul(self) -> None:
-        dul = self._assoc.dul
-        started = getattr(dul._idle_timer, "_start_time", None)
-        busy = started is None or time.time() - started < _BUSY_WINDOW
-        dul._run_loop_delay = _DUL_FAST if busy else _DUL_IDLE
+
+class _WaitingSocket(AssociationSocket):
+    """An association's socket whose ``ready`` (asked by the DUL loop on each turn) waits up to
+    ``_DUL_WAIT`` for data from the peer or for a primitive to send (the provider queue's ``put``
+    writes to a wake-up socket pair), instead of answering at once and letting the loop sleep and ask
+    again.  The DUL then reacts at once to either, and an idle one wakes 20 times a second."""
+
+    _medimg_wake: socket.socket
+    _medimg_waker: socket.socket
+
+    @property
+    def ready(self) -> bool:
+        if self.socket is None or self._is_connected is False:
+            return False
+        pending = getattr(self.socket, "pending", None)  # TLS: decrypted data select cannot see
+        if pending is not None and pending():
+            return True
+        # events still queued (a PDU read on this turn is handled after it): only look, do not wait
+        wait = 0.0 if self.event_queue.qsize() else _DUL_WAIT
+        try:
+            readable, _, _ = select.select([self.socket, self._medimg_wake], [], [], wait)
+        except (OSError, ValueError):
+            self.event_queue.put("Evt17")  # as pynetdicom does: the connection is gone
+            return False
+        if self._medimg_wake in readable:
+            with contextlib.suppress(OSError):
+                self._medimg_wake.recv(4096)
+        return self.socket in readable
+
+
+def _wait_in_select(assoc: Association) -> None:
+    """Make the DUL of ``assoc`` wait for its socket or an outgoing primitive (:class:`_WaitingSocket`)
+    instead of polling; the wake-up pair is closed with the connection."""
+    sock = assoc.dul.socket
+    if sock is None or type(sock) is not AssociationSocket:
+        return
+    wake, waker = socket.socketpair()
+    wake.setblocking(False)
+    waker.setblocking(False)
+    sock.__class__ = _WaitingSocket
+    sock._medimg_wake, sock._medimg_waker = wake, waker  # type: ignore[attr-defined]
+    provider = assoc.dul.to_provider_queue
+    put = provider.put
+
+    def put_and_wake(item: Any, block: bool = True, timeout: float | None = None) -> None:
+        put(item, block, timeout)
+        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed
+            waker.send(b"\0")
+
+    provider.put = put_and_wake  # type: ignore[method-assign]
+    assoc.dul._run_loop_delay = _DUL_FAST
+
+    def close(_event: Any) -> None:
+        wake.close()
+        waker.close()
+
+    assoc.bind(evt.EVT_CONN_CLOSE, close)
 
 
 class _UserQueue(queue.Queue[Any]):
@@ -344,7 +399,7 @@ def _tune_requestor(event: Any, nodelay: bool, max_pdu: int) -> None:
         _set_nodelay(assoc)
     _quiet(assoc)
     assoc.dul.socket.recv = _PduGuard(assoc, max_pdu, 0)  # type: ignore[method-assign,union-attr]
-    assoc.dul._run_loop_delay = _DUL_FAST
+    _wait_in_select(assoc)
 
 
 _STANDARD_LOG_HANDLERS = ((evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
@@ -493,6 +548,27 @@ def _non_ascii(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------- the SCP
+class _Context(PresentationContext):
+    """A supported presentation context that copies cheaply: pynetdicom deep-copies the server's ~190
+    contexts (x 37 transfer syntaxes) for every association it accepts, ~35 ms; UIDs are immutable
+    strings, so a copy needs only its own list of them (which :meth:`DicomNode._on_requested` may
+    reorder)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Context:
+        new = copy.copy(self)
+        new._transfer_syntax = list(self._transfer_syntax)
+        return new
+
+
+def _context(abstract_syntax: str, transfer_syntaxes: list[UID] | None = None, roles: bool = False) -> _Context:
+    cx = _Context()
+    cx.abstract_syntax = abstract_syntax
+    cx.transfer_syntax = list(transfer_syntaxes or _PLAIN)
+    if roles:
+        cx.scu_role = cx.scp_role = True
+    return cx
+
+
 _FIND_MODELS = {PatientRootQueryRetrieveInformationModelFind: "PATIENT",
                 StudyRootQueryRetrieveInformationModelFind: "STUDY"}
 _MOVE_MODELS = {PatientRootQueryRetrieveInformationModelMove: "PATIENT",
@@ -515,12 +591,10 @@ class DicomNode:
         ae.acse_timeout = 30
         ae.dimse_timeout = 60
         ae.network_timeout = 60
-        ae.add_supported_context(Verification)
-        for model in (*_FIND_MODELS, *_MOVE_MODELS, *_GET_MODELS):
-            ae.add_supported_context(model)
-        for sop_class in STORAGE_CLASSES:
-            # SCU role too: a C-GET sends over the requestor's association (role selection)
-            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+        self.contexts: list[PresentationContext] = [_context(Verification)]
+        self.contexts += [_context(model) for model in (*_FIND_MODELS, *_MOVE_MODELS, *_GET_MODELS)]
+        # SCU role too: a C-GET sends over the requestor's association (role selection)
+        self.contexts += [_context(sop_class, TRANSFER_SYNTAXES, True) for sop_class in STORAGE_CLASSES]
         self.ae = ae
         self._server: ThreadedAssociationServer | None = None
 
@@ -542,7 +616,7 @@ class DicomNode:
         ]
         try:
             self._server = self.ae.start_server((self.config.host, self.config.dicom_port), block=False,
-                                                evt_handlers=handlers)
+                                                evt_handlers=handlers, contexts=self.contexts)
         except OSError as exc:
             raise RuntimeError(f"the DICOM node cannot listen on {self.config.host}:{self.config.dicom_port} "
                                f"({exc.strerror}); choose another dicom_port") from None
@@ -569,7 +643,7 @@ class DicomNode:
         assoc.dimse.msg_queue = messages
         assoc.dul.to_user_queue = _UserQueue(messages)
         assoc._serve_request = _Burst(assoc, messages)  # type: ignore[method-assign]
-        assoc.dul._run_loop_delay = _DUL_FAST
+        _wait_in_select(assoc)
 
     def _on_requested(self, event: Any) -> None:
         """Before negotiation: choose transfer syntaxes so that data sets arrive as the sender holds
