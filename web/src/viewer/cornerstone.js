@@ -13,6 +13,21 @@ import { FindingCircleTool, FindingRectangleTool } from "./findings.js";
 
 let ready = null;
 
+// The viewer brings every representation it shows (labelmaps from the SEG, surfaces from the server's
+// meshes), so it needs no conversions between them; this stands in for the PolySeg add-on (not a
+// dependency) and says so, instead of Cornerstone warning on every render and failing on an update.
+const NO_CONVERSIONS = {
+  init() {},
+  canComputeRequestedRepresentation: () => false,
+  computeContourData: async () => undefined,
+  computeLabelmapData: async () => undefined,
+  computeSurfaceData: async () => undefined,
+  updateSurfaceData: async () => undefined,
+  clipAndCacheSurfacesForViewport: async () => new Map(),
+  extractContourData: () => new Map(),
+  createAndAddContourSegmentationsFromClippedSurfaces: () => new Map(),
+};
+
 /** Resolves once Cornerstone3D (core, loader, tools) is ready; starts the decode workers early. */
 export function ensureCornerstone() {
   if (!ready) ready = setUp();
@@ -30,7 +45,7 @@ async function setUp() {
     const cores = Math.max(1, navigator.hardwareConcurrency || 2);
     loaderInit({ maxWebWorkers: Math.min(3, Math.max(1, Math.floor(cores / 2))) });
   }
-  tools.init(); // idempotent
+  tools.init({ addons: { polySeg: NO_CONVERSIONS } }); // idempotent
   for (const T of [
     tools.WindowLevelTool,
     tools.PanTool,

@@ -35,7 +35,8 @@
  *   scroll(delta)                  slices forward (+) or back (-) in the active pane
  *   setMip(on), setSlabThickness(mm)   MIP over a slab in the MPR panes
  *   setVolumePreset(name)          3-D preset: CT-Chest-Contrast-Enhanced, CT-Bone, CT-Lung, CT-Soft-Tissue, CT-MIP
- *   showSurfaces(on)               3-D surfaces from the server's STL meshes
+ *   showVolume(on), showSurfaces(on)   3-D: volume rendering of the CT, surfaces of the segmented
+ *                                  anatomy (the server's STL meshes); either or both
  *   toggleSegment(label, on)       show/hide one segment of the study's SEG (label as in the SEG, e.g.
  *                                  "lung_left", "F1 mass"; or its number); false if there is no such segment
  *   setSegmentationOpacity(x)      0..1 fill opacity of the labelmap
@@ -97,7 +98,8 @@ export function mountViewer(element, options = {}) {
     setMip: (on) => v.setMip(on),
     setSlabThickness: (mm) => v.setSlabThickness(mm),
     setVolumePreset: (name) => v.setVolumePreset(name),
-    showSurfaces: (on) => v.toggleSurfaces(on),
+    showSurfaces: (on) => v.showSurfaces(on),
+    showVolume: (on) => v.showVolume(on),
     toggleSegment: (label, on) => v.toggleSegment(label, on),
     setSegmentationOpacity: (x) => v.setSegmentationOpacity(x),
     getSegments: () =>

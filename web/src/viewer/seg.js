@@ -76,11 +76,14 @@ export async function loadSeg(dw, studyUid, segSeriesUid, stack, { signal } = {}
   for (const item of tagValues(meta, "00620002") || []) {
     const number = Number(tagValue(item, "00620004"));
     const label = String(tagValue(item, "00620005") || `Segment ${number}`);
+    // the Tracking ID names the structure to the rest of medimg (masks, meshes: lung_left, F1)
+    const name = String(tagValue(item, "00620020") || label);
     const prop = (tagValues(item, "0062000F") || [])[0];
     const meaning = prop ? tagValue(prop, "00080104") || "" : "";
     segments.set(number, {
       number,
       label,
+      name,
       meaning,
       colour: colourFor(label + " " + meaning, numbers(item, "0062000D")),
       masks: new Map(),

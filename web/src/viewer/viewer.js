@@ -22,7 +22,7 @@ import { ICONS } from "./icons.js";
 import { ViewportOverlay, esc } from "./overlay.js";
 import { VOLUME_PRESETS, WINDOW_PRESETS, presetByName, voiRange, widthCenter } from "./presets.js";
 import { SegOverlay, loadSeg } from "./seg.js";
-import { loadSurfaces, meshUrl, showSurfaces } from "./surfaces.js";
+import { listMeshes, loadSurfaces, meshUrl, showSurfaces, styleSurfaceActors } from "./surfaces.js";
 import { Timings } from "./timings.js";
 
 const {
@@ -75,6 +75,10 @@ export class Viewer {
     this.invert = false;
     this.mip = { on: false, thickness: 20 };
     this.volumePreset = VOLUME_PRESETS[0].name;
+    // 3-D: volume rendering and/or surfaces.  Ray casting under a software WebGL takes seconds a
+    // frame, so there the 3-D view starts with the surfaces when the study has a segmentation.
+    this.volumeOn = options.volumeRendering ?? true;
+    this.surfacesOn = options.surfaces ?? false;
     this.panes = [];
     this.series = { current: null, prior: null };
     this.findings = options.findings || [];
@@ -127,8 +131,9 @@ export class Viewer {
           <label class="mv-slab" title="Slab thickness (mm)"><input type="range" min="2" max="80" step="1" value="${this.mip.thickness}" data-testid="viewer-slab-thickness" aria-label="Slab thickness in mm"><output data-testid="viewer-slab-value">${this.mip.thickness} mm</output></label>
         </div>
         <div class="mv-group mv-only-3d" role="group" aria-label="3-D">
+          ${btn("mv-btn", { "data-action": "volume", "data-testid": "viewer-3d-volume", title: "Volume rendering of the CT", "aria-pressed": "true" }, `${ICONS["3d"]}<span>Volume</span>`)}
           <label class="mv-select">Preset <select data-testid="viewer-3d-preset" aria-label="Volume rendering preset">${VOLUME_PRESETS.map((p) => `<option value="${p.name}">${p.label}</option>`).join("")}</select></label>
-          ${btn("mv-btn", { "data-action": "surfaces", "data-testid": "viewer-3d-surfaces", title: "Surfaces of the segmented anatomy (server meshes)", "aria-pressed": "false" }, `${ICONS.layers}<span>Surfaces</span>`)}
+          ${btn("mv-btn", { "data-action": "surfaces", "data-testid": "viewer-3d-surfaces", title: "Surfaces of the segmented anatomy (the server's meshes)", "aria-pressed": "false" }, `${ICONS.layers}<span>Surfaces</span>`)}
         </div>
         <div class="mv-group mv-only-compare" role="group" aria-label="Comparison">
           ${btn("mv-btn", { "data-action": "link", "data-testid": "viewer-compare-link", title: "Link scrolling of current and prior", "aria-pressed": "true" }, `${ICONS.link}<span>Link</span>`)}
@@ -247,6 +252,10 @@ export class Viewer {
     r.querySelector('[data-action="mip"]').setAttribute("aria-pressed", String(this.mip.on));
     r.querySelector('[data-action="invert"]').setAttribute("aria-pressed", String(this.invert));
     r.querySelector('[data-action="link"]').setAttribute("aria-pressed", String(this.linkCompare));
+    r.querySelector('[data-action="volume"]').setAttribute("aria-pressed", String(this.volumeOn));
+    r.querySelector('[data-action="surfaces"]').setAttribute("aria-pressed", String(this.surfacesOn));
+    r.querySelector('[data-testid="viewer-3d-preset"]').disabled = !this.volumeOn;
+    r.querySelector('[data-action="link"]').hidden = !this.options.priorStudyUid;
     r.querySelector('[data-action="panel"]').setAttribute("aria-pressed", String(!this.panel.hidden));
   }
 
@@ -261,7 +270,8 @@ export class Viewer {
     else if (b.dataset.action === "invert") this.setInvert(!this.invert);
     else if (b.dataset.action === "panel") this.togglePanel();
     else if (b.dataset.action === "link") this.setCompareLink(!this.linkCompare);
-    else if (b.dataset.action === "surfaces") this.toggleSurfaces();
+    else if (b.dataset.action === "surfaces") this.showSurfaces(!this.surfacesOn);
+    else if (b.dataset.action === "volume") this.showVolume(!this.volumeOn);
   }
 
   onKey(e) {
@@ -308,8 +318,15 @@ export class Viewer {
     this.setStatus("load", "Loading series…");
     // Requests first: Cornerstone's set-up (a WebGL context, the decode workers) runs meanwhile.
     let seriesUid = this.options.seriesUid;
-    let seriesList = null;
-    const listPromise = this.dw.series(studyUid, { signal }).then((l) => (seriesList = l));
+    const listPromise = this.dw.series(studyUid, { signal });
+    // the study's SEG, once its series list and the image stack are known
+    let stackKnown;
+    const stackPromise = new Promise((resolve) => (stackKnown = resolve));
+    this.segPromise = Promise.all([listPromise, stackPromise])
+      .then(([list, s]) => this.loadSegFor(s, list))
+      .catch((e) => {
+        if (e?.name !== "AbortError") this.setStatus("seg", `Segmentation: ${e.message}`);
+      });
     // The instances of the series (or, when none is named, of the study, which also says which
     // series to open) come from the index at once; the middle one's own metadata is one file,
     // while the whole series' metadata reads every file.
@@ -338,6 +355,7 @@ export class Viewer {
     if (!stack.entries.length) throw new Error("the series has no images");
     const cur = this.makeSeries(studyUid, seriesUid, stack);
     this.series.current = cur;
+    stackKnown(cur);
     await quick;
     if (this.destroyed) return;
     this.timings.set("slices", stack.entries.length);
@@ -360,11 +378,7 @@ export class Viewer {
     this.prefetch(cur);
     this.renderFindingList();
     this.findingLayerFor(cur);
-    listPromise
-      .then(() => this.loadSegFor(cur, seriesList))
-      .catch((e) => {
-        if (e?.name !== "AbortError") this.setStatus("seg", `Segmentation: ${e.message}`);
-      });
+
   }
 
   makeSeries(studyUid, seriesUid, stack) {
@@ -511,6 +525,8 @@ export class Viewer {
     if (pane.kind === "3d") {
       pane.overlay.update(vp, {});
       pane.overlay.clearOrientation();
+      const surf = this.series.current?.surface;
+      if (surf?.segmentationId && styleSurfaceActors(vp, surf.segmentationId, surf.structures || [])) vp.render();
       return;
     }
     const s = pane.series;
@@ -684,12 +700,24 @@ export class Viewer {
   afterStackSet(p) {
     const s = p.series;
     p.info = s.info;
-    p.overlay.setHeader(s.info, p.spec.series === "prior" ? '<div class="mv-ov-tag">PRIOR</div>' : "");
+    p.overlay.setHeader(s.info);
+    p.el.classList.toggle("mv-prior", p.spec.series === "prior");
     this.groups.stack.addViewport(p.viewportId, this.engine.id);
     if (s === this.series.current) {
       if (this.voi) p.viewport.setProperties({ voiRange: this.voi });
       if (s.seg) s.seg.addTo([p.viewportId]);
       if (this.heatmap.url) this.attachHeatmap(p);
+    }
+    if (s !== this.series.current) {
+      // the prior in the same window as the current study
+      const curPane = this.panes.find((x) => x.series === this.series.current && x.viewport && x.kind === "stack");
+      let voi = this.voi;
+      try {
+        voi = voi || curPane?.viewport.getProperties().voiRange;
+      } catch {
+        /* not shown yet */
+      }
+      if (voi) p.viewport.setProperties({ voiRange: { lower: voi.lower, upper: voi.upper } });
     }
     if (this.invert) p.viewport.setProperties({ invert: true });
     p.viewport.render();
@@ -811,9 +839,12 @@ export class Viewer {
       s.volumePromise = (async () => {
         const t0 = performance.now();
         const volume = await volumeLoader.createAndCacheVolume(s.volumeId, { imageIds: s.stack.imageIds });
-        volume.load(() => {
-          this.timings.set("volumeLoadedMs", performance.now() - t0);
-          this.setStatus("volume", null);
+        s.volumeLoaded = new Promise((resolve) => {
+          volume.load(() => {
+            this.timings.set("volumeLoadedMs", performance.now() - t0);
+            this.setStatus("volume", null);
+            resolve(volume);
+          });
         });
         s.volume = volume;
         return volume;
@@ -879,10 +910,17 @@ export class Viewer {
     this.grid.dataset.count = "1";
     const p = this.createPane({ kind: "3d", label: "3D" }, 0);
     this.panes = [p];
-    // Ray casting under a software WebGL takes seconds a frame at full size: there the 3-D pane
-    // renders at half resolution (scaled up by CSS) with a coarser sampling.
     const soft = softwareGl();
+    // under a software WebGL the pane renders at half resolution (scaled up by CSS), sampling coarser
     if (soft) p.el.classList.add("mv-lowres");
+    if (soft && this.options.volumeRendering === undefined && this.options.surfaces === undefined && !this._3dChosen) {
+      // the segmentation decides: surfaces when there is one (it may still be on its way)
+      await this.segPromise;
+      if (!this.panes.includes(p)) return;
+      this.surfacesOn = Boolean(cur.seg);
+      this.volumeOn = !cur.seg;
+    }
+    this.markButtons();
     this.engine.setViewports([
       { viewportId: p.viewportId, type: ViewportType.VOLUME_3D, element: p.canvas, defaultOptions: { background: [0.04, 0.05, 0.07], orientation: OrientationAxis.CORONAL } },
     ]);
@@ -899,17 +937,45 @@ export class Viewer {
       return;
     }
     this.setStatus("volume", "Building the volume…");
+    const wait = document.createElement("div");
+    wait.className = "mv-empty";
+    wait.innerHTML = "<strong>Building the volume…</strong>";
+    p.el.appendChild(wait);
     await this.ensureVolume(cur);
+    // ray casting a half-loaded volume again for every slice that arrives is wasted work
+    await cur.volumeLoaded;
+    wait.remove();
     if (!this.panes.includes(p)) return;
-    await setVolumesForViewports(this.engine, [{ volumeId: cur.volumeId }], [p.viewportId]);
+    await setVolumesForViewports(this.engine, [{ volumeId: cur.volumeId }], [p.viewportId], false, true);
     this.groups.vr.addViewport(p.viewportId, this.engine.id);
     p.viewport.setProperties({ preset: this.volumePreset });
     p.viewport.setProperties({ sampleDistanceMultiplier: soft ? 3 : 1 });
-    // look at the patient from the front, head up
+    this.volumeActor(p)?.setVisibility(this.volumeOn);
+    // look at the patient from the front, head up, with a margin
     p.viewport.setCamera({ viewPlaneNormal: [0, -1, 0], viewUp: [0, 0, 1] });
     p.viewport.resetCamera();
+    if (this.surfacesOn) await this.showSurfaces(true);
+    if (!this.panes.includes(p)) return;
+    p.viewport.resetCamera();
+    p.viewport.setZoom?.(0.9);
     p.viewport.render();
-    if (this.surfacesOn) this.toggleSurfaces(true);
+  }
+
+  volumeActor(p) {
+    const id = p.series?.volumeId;
+    const entry = p.viewport?.getActors?.().find((a) => a.uid === id || a.referencedId === id);
+    return entry?.actor || null;
+  }
+
+  showVolume(on) {
+    this.volumeOn = Boolean(on);
+    this._3dChosen = true;
+    this.markButtons();
+    const p = this.panes.find((x) => x.kind === "3d");
+    const actor = p && this.volumeActor(p);
+    if (!actor) return;
+    actor.setVisibility(this.volumeOn);
+    p.viewport.render();
   }
 
   // ====================================================================== tools
@@ -1236,19 +1302,32 @@ export class Viewer {
       .join("");
   }
 
-  renderMeshes(seg) {
+  async renderMeshes(seg) {
     const ul = this.root.querySelector(".mv-meshlist");
     const s = this.series.current;
     if (!seg || !s) {
       ul.innerHTML = '<li class="mv-muted">No segmented structures.</li>';
       return;
     }
-    ul.innerHTML = seg.segments
-      .map((g) => {
-        const url = meshUrl(this.apiRoot, s.studyUid, g.label);
-        return `<li><a href="${esc(url)}" download="${esc(g.label)}.stl" data-testid="viewer-mesh-link-${esc(slugOf(g.label))}">${ICONS.download}<span>${esc(prettyLabel(g.label))}.stl</span></a></li>`;
-      })
-      .join("");
+    // what the server can mesh (its names are the SEG's Tracking IDs); the SEG's own list meanwhile
+    const draw = (items) => {
+      ul.innerHTML = items
+        .map((it) => {
+          const url = meshUrl(this.apiRoot, s.studyUid, it.name);
+          return `<li><a href="${esc(url)}" download="${esc(it.name)}.stl" data-testid="viewer-mesh-link-${esc(slugOf(it.name))}" title="Binary STL, LPS millimetres">${ICONS.download}<span>${esc(it.title)}</span></a></li>`;
+        })
+        .join("");
+    };
+    const fromSeg = seg.segments.map((g) => ({ name: g.name, title: `${prettyLabel(g.label)}.stl` }));
+    draw(fromSeg);
+    const listed = await listMeshes(this.apiRoot, s.studyUid, { signal: this.abort.signal }).catch(() => null);
+    if (!listed || this.destroyed) return;
+    if (!listed.length) {
+      ul.innerHTML = '<li class="mv-muted">The server has no meshes for this study.</li>';
+      return;
+    }
+    const byName = new Map(seg.segments.map((g) => [g.name, g]));
+    draw(listed.map((it) => ({ name: it.name, title: `${prettyLabel(byName.get(it.name)?.label || it.name)}.stl` })));
   }
 
   toggleSegment(label, on) {
@@ -1284,15 +1363,14 @@ export class Viewer {
   }
 
   // ====================================================================== data: 3-D surfaces
-  async toggleSurfaces(force) {
-    const on = force === undefined ? !this.surfacesOn : Boolean(force);
-    this.surfacesOn = on;
-    const btn = this.root.querySelector('[data-action="surfaces"]');
-    btn.setAttribute("aria-pressed", String(on));
+  async showSurfaces(on) {
+    this.surfacesOn = Boolean(on);
+    this._3dChosen = true;
+    this.markButtons();
     const s = this.series.current;
     const p = this.panes.find((x) => x.kind === "3d");
-    if (!p || !s) return;
-    if (!on) {
+    if (!p || !s || !p.viewport) return;
+    if (!this.surfacesOn) {
       if (s.surface?.segmentationId) {
         try {
           tools.segmentation.removeSegmentationRepresentations(p.viewportId, { segmentationId: s.surface.segmentationId });
@@ -1300,28 +1378,33 @@ export class Viewer {
           /* gone */
         }
       }
-      p.viewport.setProperties({ preset: this.volumePreset });
       p.viewport.render();
       return;
     }
     if (!s.seg) {
-      this.setStatus("mesh", "Surfaces need the segmentation");
+      this.setStatus("mesh", "Surfaces need the study's segmentation");
       return;
     }
-    const structures = s.seg.seg.segments.map((g) => ({ name: g.label, number: g.number, colour: g.colour }));
+    const structures = s.seg.seg.segments
+      .filter((g) => !/^(body|skin)\b/i.test(g.name))
+      .map((g) => ({ name: g.name, number: g.number, colour: g.colour }));
     if (!s.surface) {
-      this.setStatus("mesh", "Loading meshes…");
+      this.setStatus("mesh", "Loading the surfaces…");
+      const t0 = performance.now();
       s.surface = await loadSurfaces({
         apiRoot: this.apiRoot,
         studyUid: s.studyUid,
-        structures: structures.filter((x) => !/body|skin/i.test(x.name)),
+        structures,
         frameOfReference: s.info.frameOfReference,
         id: `${this.id}-surf-${s.seriesUid}`,
         signal: this.abort.signal,
       });
+      s.surface.structures = structures;
+      this.timings.set("surfacesMs", performance.now() - t0);
     }
+    if (!this.panes.includes(p) || !this.surfacesOn) return;
     if (!s.surface.segmentationId) {
-      this.setStatus("mesh", "No meshes from the server");
+      this.setStatus("mesh", "The server gave no meshes");
       return;
     }
     this.setStatus("mesh", s.surface.failed.length ? `No mesh for ${s.surface.failed.join(", ")}` : null);

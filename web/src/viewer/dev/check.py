@@ -26,9 +26,19 @@ def main() -> None:
     base = state["url"]
     study = state.get("study") or ""
     query = state.get("query", "")
+    if state.get("prior") and "&noprior" not in scenarios:
+        query += f"&prior={state['prior']}"
+    for arg in list(scenarios):
+        if arg.startswith("&"):
+            query += arg
+            scenarios.remove(arg)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base)
+        if state.get("user"):
+            r = ctx.request.post("/api/login", data={"username": state["user"], "password": state["password"]})
+            assert r.status == 200, r.text()
+        page = ctx.new_page()
         logs: list[str] = []
         page.on("console", lambda m: logs.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda e: logs.append(f"pageerror: {e} {e.stack}"))
@@ -129,10 +139,6 @@ def sc_edit(page, out):
     page.evaluate("window.viewer.jumpToFinding('F1')")
     page.wait_for_timeout(600)
     # drag a corner handle of the outline: find it from the annotation state
-    pt = page.evaluate("""() => {
-      const anns = window.__cst ? [] : [];
-      return null;
-    }""")
     page.get_by_test_id("viewer-tool-mark").click()
     canvas = page.get_by_test_id("viewer-canvas")
     box = canvas.bounding_box()

@@ -6,19 +6,19 @@ import { mountViewer } from "../index.js";
 const q = new URLSearchParams(location.search);
 const api = q.get("api") || "/api";
 
-async function findingsOf(study) {
+async function reviewOf(study) {
   for (const path of [`/studies/${study}/review`, `/studies/${study}/report`]) {
     try {
       const r = await fetch(api + path, { credentials: "same-origin" });
       if (r.ok) {
         const j = await r.json();
-        return j.findings || j.report?.findings || [];
+        return { findings: j.findings || [], report: j.report || j };
       }
     } catch {
       /* try the next */
     }
   }
-  return [];
+  return { findings: [], report: null };
 }
 
 async function main() {
@@ -29,22 +29,22 @@ async function main() {
     study = rows[0]?.["0020000D"]?.Value?.[0];
   }
   window.__viewerEvents = [];
-  const findings = q.get("findings") === "0" ? [] : findingsOf(study);
+  const review = q.get("findings") === "0" ? { findings: [], report: null } : await reviewOf(study);
   const viewer = mountViewer(document.getElementById("viewer"), {
     dicomwebRoot: q.get("dicomweb") || "/dicomweb",
     apiRoot: api,
     studyUid: study,
-    seriesUid: q.get("series") || undefined,
+    seriesUid: q.get("series") || review.report?.study?.series_instance_uid || undefined,
     priorStudyUid: q.get("prior") || undefined,
     layout: q.get("layout") || "single",
     segmentationOutline: q.get("segoutline") === null ? undefined : q.get("segoutline") !== "0",
-    findings: [],
+    findings: review.findings,
     onFindingEdited: (id, change) => window.__viewerEvents.push({ type: "edited", id, change }),
     onFindingAdded: (finding) => window.__viewerEvents.push({ type: "added", finding }),
     onFindingSelected: (id) => window.__viewerEvents.push({ type: "selected", id }),
   });
   window.viewer = viewer;
-  if (findings instanceof Promise) findings.then((f) => viewer.setFindings(f));
+  if (q.get("heatmap")) viewer.showHeatmap(q.get("heatmap"));
 }
 
 main();

@@ -1,7 +1,9 @@
-"""Dev harness for the viewer (not shipped): a medimg server on a store holding the 64-slice chest CT
-(analysed: SEG + SR), with the viewer's development build (vite.dev.config.js, $MV_OUT) mounted at /mvdev/.  Writes the port and UIDs to STATE (JSON) and runs until killed.
+"""Development server for the viewer (not shipped): the browser tests' workstation (tests/web/browser_env.py:
+a medimg server with users, the analysed chest CT of two series, a prior CT and a chest radiograph with
+a Grad-CAM heatmap) plus the viewer's development page built by vite.dev.config.js ($MV_OUT) at /mvdev/.
+Writes the address, the study UIDs and the users to STATE (JSON) and runs until killed.
 
-    .venv/bin/python web/src/viewer/dev/devserver.py /tmp/mv/store /tmp/mv/state.json
+    .venv/bin/python web/src/viewer/dev/devserver.py /tmp/mv/state.json
 """
 
 from __future__ import annotations
@@ -9,40 +11,30 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(ROOT / "tests" / "server"))
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests" / "web"))
 
-from peers import start_medimg  # noqa: E402
-
-CT = ROOT.parent / "shared" / "data" / "ct" / "lung-pet-ct-dx-A0001" / "series-2"
+import browser_env  # noqa: E402
 
 
 def main() -> None:
-    store_dir, state_path = Path(sys.argv[1]), Path(sys.argv[2])
-    port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    fresh = not (store_dir / "index.sqlite").exists()
-    kw = {"http_port": port} if port else {}
-    s = start_medimg(store_dir, analysis=True, quiet_seconds=2, **kw)
-    if fresh:
-        for f in sorted(CT.glob("*.dcm")):
-            s.instance_stored(s.store.put_path(f), "dev")
-    from starlette.staticfiles import StaticFiles
-
+    state = Path(sys.argv[1])
     dev = Path(os.environ.get("MV_OUT", "/tmp/medimg-viewer-dev"))
     dev.mkdir(parents=True, exist_ok=True)
-    s._http.config.app.mount("/mvdev", StaticFiles(directory=dev, html=True), name="viewer-dev")
-    state = {"url": f"http://127.0.0.1:{s.config.http_port}", "pid": os.getpid()}
-    state_path.write_text(json.dumps(state))
-    print(json.dumps(state), flush=True)
-    try:
+    with tempfile.TemporaryDirectory() as tmp, browser_env.workstation(Path(tmp)) as ws:
+        from starlette.staticfiles import StaticFiles
+
+        ws.server._http.config.app.mount("/mvdev", StaticFiles(directory=dev, html=True), name="viewer-dev")
+        info = {"url": ws.base, "study": ws.ct_uid, "prior": ws.prior_uid, "cr": ws.cr_uid,
+                "user": browser_env.RADIOLOGIST, "password": browser_env.PASSWORD, "pid": os.getpid()}
+        state.write_text(json.dumps(info))
+        print(json.dumps(info), flush=True)
         while True:
             time.sleep(3600)
-    finally:
-        s.stop()
 
 
 if __name__ == "__main__":
