@@ -175,7 +175,37 @@ function indexOf(hay, needle, from) {
 
 /** Hand an instance's DICOM JSON to the loader's wadors metadata store for each of its image IDs. */
 export function registerMetadata(imageId, meta) {
-  wadors.metaDataManager.add(imageId, meta);
+  wadors.metaDataManager.add(imageId, sanitise(meta));
+}
+
+/**
+ * Values that would break the geometry rather than inform it: a pixel spacing of 0 (some computed
+ * radiographs carry "0\0") makes every distance 0 and the camera degenerate.  Such attributes are
+ * dropped, so Cornerstone falls back to 1 mm and says the spacing is unknown.
+ */
+export function sanitise(meta) {
+  for (const tag of ["00280030", "00181164", "00182010"]) {
+    const v = meta[tag]?.Value;
+    if (v && !(v.length >= 2 && v.every((x) => Number(x) > 0))) delete meta[tag];
+  }
+  return meta;
+}
+
+const PO_AXES = { L: [1, 0, 0], R: [-1, 0, 0], P: [0, 1, 0], A: [0, -1, 0], H: [0, 0, 1], F: [0, 0, -1] };
+
+/**
+ * Screen directions of a projection image without Image Orientation (Patient), from its Patient
+ * Orientation (0020,0020): the patient directions of the rows (to the right) and of the columns
+ * (downwards), e.g. ["L", "F"].  Null when unknown.
+ */
+export function patientOrientationLetters(meta) {
+  const po = tagValues(meta, "00200020");
+  if (tagValues(meta, "00200037") || !po || po.length < 2) return null;
+  const flipLetters = (s) => String(s).split("").map((c) => ({ L: "R", R: "L", A: "P", P: "A", H: "F", F: "H" })[c] || c).join("");
+  const right = String(po[0]);
+  const down = String(po[1]);
+  if (![...right, ...down].every((c) => PO_AXES[c])) return null;
+  return { right, left: flipLetters(right), bottom: down, top: flipLetters(down) };
 }
 
 /** Is this series one the viewer can show as images? */
@@ -243,7 +273,8 @@ export function buildStack(dw, studyUid, seriesUid, metas) {
   if (positioned && entries.length > 1) {
     spacing = Math.abs(entries[entries.length - 1].distance - entries[0].distance) / (entries.length - 1);
   }
-  return { entries, imageIds: entries.map((e) => e.imageId), normal, iop, spacing, positioned };
+  const projection = iop ? null : patientOrientationLetters(entries[0]?.meta);
+  return { entries, imageIds: entries.map((e) => e.imageId), normal, iop, spacing, positioned, projection };
 }
 
 export function dot(a, b) {

@@ -53,7 +53,8 @@ export class FindingCircleTool extends CircleROITool {
       configuration: {
         ...(props.configuration || {}),
         getTextLines: (data, targetId) => textLines(data) || circleLines(data),
-        calculateStats: false,
+        // (the circle tool draws its text box only when it calculates statistics)
+        calculateStats: true,
       },
     });
   }

@@ -80,7 +80,7 @@ export class ViewportOverlay {
   }
 
   /** Bottom corners and orientation letters, from the viewport's current state. */
-  update(viewport, { slice, total, position, slab, voi } = {}) {
+  update(viewport, { slice, total, position, slab, voi, fixedOrientation, noOrientation } = {}) {
     const lines = [];
     if (total) lines.push(`<span data-testid="viewer-slice-indicator">Im ${slice}/${total}</span>`);
     if (position !== undefined && position !== null) lines.push(`${position}`);
@@ -97,7 +97,11 @@ export class ViewportOverlay {
     const wl = wc ? `W ${Math.round(wc.width)} L ${Math.round(wc.center)}` : "";
     this.setText(this.br, "br", [wl, zoom].filter(Boolean).map((l) => `<div>${l}</div>`).join(""));
     const cam = viewport.getCamera?.();
-    if (cam && cam.viewUp && cam.viewPlaneNormal) {
+    if (fixedOrientation) {
+      for (const side of ["top", "bottom", "left", "right"]) this.setText(this.o[side], `o${side}`, fixedOrientation[side]);
+    } else if (noOrientation) {
+      this.clearOrientation();
+    } else if (cam && cam.viewUp && cam.viewPlaneNormal) {
       const up = cam.viewUp;
       const right = cross(up, cam.viewPlaneNormal);
       this.setText(this.o.top, "ot", orientationLetters(up));

@@ -246,7 +246,8 @@ export class SegOverlay {
     this.seg = seg;
     this.stack = stack;
     this.segmentationId = id;
-    this.visible = new Map(seg.segments.map((s) => [s.number, true]));
+    // the body (skin) outline holds everything else: off until asked for
+    this.visible = new Map(seg.segments.map((s) => [s.number, !/^(body|skin)\b/i.test(s.label)]));
     this.opacity = 0.45;
     this.outline = true;
     // Drawn in this order: largest first, so smaller structures lie on top.

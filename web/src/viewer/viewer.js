@@ -82,7 +82,7 @@ export class Viewer {
     this.panes = [];
     this.series = { current: null, prior: null };
     this.findings = options.findings || [];
-    this.heatmap = { url: null, opacity: 0.6 };
+    this.heatmap = { url: null, opacity: 0.8 };
     this.linkCompare = true;
     this.listeners = [];
     this.destroyed = false;
@@ -161,7 +161,7 @@ export class Viewer {
           </section>
           <section class="mv-sec" data-sec="heatmap" hidden>
             <h3>Evidence heatmap</h3>
-            <label class="mv-range">Opacity <input type="range" min="0" max="100" value="60" data-testid="viewer-heatmap-opacity" aria-label="Heatmap opacity"><output>60%</output></label>
+            <label class="mv-range">Opacity <input type="range" min="0" max="100" value="80" data-testid="viewer-heatmap-opacity" aria-label="Heatmap opacity"><output>80%</output></label>
           </section>
           <section class="mv-sec" data-sec="meshes">
             <h3>3-D meshes (STL)</h3>
@@ -277,7 +277,7 @@ export class Viewer {
   onKey(e) {
     if (e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
     const key = e.key;
-    const preset = WINDOW_PRESETS.find((p) => p.key === key);
+    const preset = this.root.dataset.modality === "CT" ? WINDOW_PRESETS.find((p) => p.key === key) : null;
     let handled = true;
     if (preset) this.setWindowPreset(preset.name);
     else if (key === "ArrowUp" || key === "ArrowLeft") this.scroll(-1);
@@ -355,6 +355,7 @@ export class Viewer {
     if (!stack.entries.length) throw new Error("the series has no images");
     const cur = this.makeSeries(studyUid, seriesUid, stack);
     this.series.current = cur;
+    this.root.dataset.modality = cur.info.modality || "";
     stackKnown(cur);
     await quick;
     if (this.destroyed) return;
@@ -581,7 +582,9 @@ export class Viewer {
       voi = undefined;
     }
     const slab = pane.kind === "volume" && this.mip.on ? `MIP ${this.mip.thickness} mm` : "";
-    pane.overlay.update(vp, { slice, total, position, voi, slab });
+    // a projection image without Image Orientation: its Patient Orientation letters, or none
+    const projection = s?.stack && !s.stack.iop;
+    pane.overlay.update(vp, { slice, total, position, voi, slab, fixedOrientation: projection ? s.stack.projection : null, noOrientation: projection && !s.stack.projection });
     if (pane.heat) pane.heat.update(vp);
   }
 
@@ -836,6 +839,7 @@ export class Viewer {
     if (s.volume) return s.volume;
     if (!s.volumePromise) {
       s.volumeId = `cornerstoneStreamingImageVolume:${this.id}-${s.seriesUid}`;
+      this.setStatus("volume", "Building the volume…");
       s.volumePromise = (async () => {
         const t0 = performance.now();
         const volume = await volumeLoader.createAndCacheVolume(s.volumeId, { imageIds: s.stack.imageIds });
@@ -883,7 +887,6 @@ export class Viewer {
       p.overlay.setHeader(cur.info);
       this.watchPane(p);
     }
-    this.setStatus("volume", "Building the volume…");
     await this.ensureVolume(cur);
     if (!this.panes.includes(panes[0])) return;
     const ids = panes.map((p) => p.viewportId);
@@ -936,7 +939,6 @@ export class Viewer {
       p.el.appendChild(box);
       return;
     }
-    this.setStatus("volume", "Building the volume…");
     const wait = document.createElement("div");
     wait.className = "mv-empty";
     wait.innerHTML = "<strong>Building the volume…</strong>";
@@ -1506,6 +1508,16 @@ export class Viewer {
     }
     for (const b of this.root.querySelectorAll(".mv-finding")) b.classList.toggle("mv-current", b.dataset.finding === String(id));
     return true;
+  }
+
+  /** Canvas positions (CSS px in the pane's canvas) of a finding outline's handles, for tests. */
+  findingHandles(id, paneIndex = 0) {
+    const p = this.panes[paneIndex];
+    const item = this.series.current?.findingLayer?.item(id);
+    if (!p?.viewport || !item?.uid) return null;
+    const ann = annotationApi.state.getAnnotation(item.uid);
+    if (!ann) return null;
+    return ann.data.handles.points.map((pt) => Array.from(p.viewport.worldToCanvas(pt)));
   }
 
   // ====================================================================== heatmap

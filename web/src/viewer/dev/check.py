@@ -135,21 +135,33 @@ def sc_findings(page, out):
 
 
 def sc_edit(page, out):
+    """Resize the F1 outline by dragging a corner, then mark a new finding with the Mark tool."""
     page.wait_for_function("window.viewer.getState().findings.length > 0", timeout=30000)
     page.evaluate("window.viewer.jumpToFinding('F1')")
-    page.wait_for_timeout(600)
-    # drag a corner handle of the outline: find it from the annotation state
-    page.get_by_test_id("viewer-tool-mark").click()
+    page.wait_for_timeout(800)
     canvas = page.get_by_test_id("viewer-canvas")
     box = canvas.bounding_box()
-    cx, cy = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.6
+    pts = page.evaluate("window.viewer._internal.findingHandles('F1')")
+    print("F1 handles", pts)
+    x, y = box["x"] + pts[3][0], box["y"] + pts[3][1]
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for k in range(1, 9):
+        page.mouse.move(x + 3 * k, y + 2 * k)
+        page.wait_for_timeout(20)
+    page.mouse.up()
+    page.wait_for_timeout(700)
+    shot(page, out, "edit-resized")
+    page.get_by_test_id("viewer-tool-mark").click()
+    cx, cy = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45
     page.mouse.move(cx, cy)
     page.mouse.down()
-    page.mouse.move(cx + 20, cy, steps=4)
-    page.mouse.move(cx + 40, cy + 5, steps=4)
+    for k in range(1, 11):
+        page.mouse.move(cx + 2.5 * k, cy + 2.0 * k)
+        page.wait_for_timeout(20)
     page.mouse.up()
-    page.wait_for_timeout(600)
-    shot(page, out, "edit-mark")
+    page.wait_for_timeout(700)
+    shot(page, out, "edit-marked")
     page.get_by_test_id("viewer-tool-wl").click()
 
 

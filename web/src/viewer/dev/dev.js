@@ -1,7 +1,11 @@
 // Development page for the viewer alone (web/viewer-dev.html): mounts it on the study in the URL with
 // the findings of the study's review (or of its report while the review API is not there) and logs
 // the editing callbacks.  Not part of the app.
+import * as cornerstoneTools from "@cornerstonejs/tools";
+
 import { mountViewer } from "../index.js";
+
+window.__cornerstoneTools = cornerstoneTools; // to look at its state from the console
 
 const q = new URLSearchParams(location.search);
 const api = q.get("api") || "/api";
