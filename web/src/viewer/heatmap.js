@@ -11,7 +11,9 @@ export class HeatmapOverlay {
     this.img.hidden = true;
     this.img.decoding = "async";
     this.opacity = 0.6;
-    pane.appendChild(this.img);
+    const svg = pane.querySelector(".mv-canvas svg");
+    if (svg?.parentNode) svg.parentNode.insertBefore(this.img, svg);
+    else pane.appendChild(this.img);
     this.url = null;
   }
 

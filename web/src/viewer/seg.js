@@ -290,8 +290,18 @@ export class SegOverlay {
         }
       }
     }
-    for (const img of this.images) img.voxelManager.modifiedSlices?.add?.(0);
+    this.version = (this.version || 0) + 1;
     segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segmentationId);
+  }
+
+  /** RGBA of each label (0: transparent) for the 2-D renderer, with the current opacity. */
+  lut() {
+    const lut = new Uint8ClampedArray(256 * 4);
+    for (const s of this.seg.segments) {
+      const a = /^(body|skin)\b/i.test(s.label) ? this.opacity * 0.35 : this.opacity;
+      lut.set([...s.colour, Math.round(a * 255)], s.number * 4);
+    }
+    return lut;
   }
 
   /** Add the labelmap to viewports (ids) with the segment colours and the current style. */
@@ -355,6 +365,7 @@ export class SegOverlay {
 
   setOpacity(x) {
     this.opacity = Math.max(0, Math.min(1, Number(x)));
+    this.version = (this.version || 0) + 1;
     this.applyStyle();
   }
 
@@ -364,5 +375,96 @@ export class SegOverlay {
     } catch {
       /* gone */
     }
+  }
+}
+
+/**
+ * The labelmap of one stack pane drawn on a 2-D canvas over the viewport instead of as a second
+ * WebGL layer.  Used where WebGL is a software rasteriser: there the labelmap layer costs more than
+ * the image itself on every frame (about 60-100 ms against 35 ms here), which halves the scroll rate;
+ * the browser composites a 2-D canvas almost for free.  Same labels, colours and opacity (nearest
+ * neighbour, like Cornerstone's), outlines included; MPR panes keep Cornerstone's labelmap.
+ */
+export class SegCanvas {
+  constructor(pane, overlay, { outline = true } = {}) {
+    this.overlay = overlay;
+    this.outlines = outline;
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "mv-segcanvas";
+    this.canvas.width = overlay.seg.cols;
+    this.canvas.height = overlay.seg.rows;
+    this.ctx = this.canvas.getContext("2d");
+    this.image = this.ctx.createImageData(this.canvas.width, this.canvas.height);
+    this.drawn = null;
+    // between the image and Cornerstone's SVG layer, so the outlines of findings stay on top
+    const svg = pane.canvas.querySelector("svg");
+    if (svg?.parentNode) svg.parentNode.insertBefore(this.canvas, svg);
+    else pane.el.insertBefore(this.canvas, pane.overlay.root);
+  }
+
+  update(viewport) {
+    const o = this.overlay;
+    let index;
+    try {
+      index = viewport.getCurrentImageIdIndex();
+    } catch {
+      return;
+    }
+    const key = `${index}:${o.version}`;
+    if (this.drawn !== key) {
+      this.drawn = key;
+      this.draw(o.images[index]?.voxelManager.getScalarData());
+    }
+    // image pixel (i, j) -> canvas, as the viewport shows it (zoom, pan, flips)
+    const data = viewport.getImageData?.();
+    if (!data?.imageData) return;
+    const [w, h] = data.dimensions;
+    const at = (i, j) => viewport.worldToCanvas(data.imageData.indexToWorld([i, j, 0]));
+    const p0 = at(-0.5, -0.5);
+    const px = at(w - 0.5, -0.5);
+    const py = at(-0.5, h - 0.5);
+    const a = (px[0] - p0[0]) / w;
+    const b = (px[1] - p0[1]) / w;
+    const c = (py[0] - p0[0]) / h;
+    const d = (py[1] - p0[1]) / h;
+    this.canvas.style.transform = `matrix(${a}, ${b}, ${c}, ${d}, ${p0[0]}, ${p0[1]})`;
+  }
+
+  draw(labels) {
+    const px = this.image.data;
+    const w = this.canvas.width;
+    const h = this.canvas.height;
+    if (!labels) {
+      px.fill(0);
+      this.ctx.putImageData(this.image, 0, 0);
+      return;
+    }
+    const lut = this.overlay.lut();
+    const edge = this.outlines;
+    const edgeAlpha = Math.min(255, Math.round((0.35 + this.overlay.opacity) * 255));
+    for (let y = 0, i = 0; y < h; y++) {
+      for (let x = 0; x < w; x++, i++) {
+        const v = labels[i];
+        const q = i * 4;
+        if (!v) {
+          px[q + 3] = 0;
+          continue;
+        }
+        const l = v * 4;
+        px[q] = lut[l];
+        px[q + 1] = lut[l + 1];
+        px[q + 2] = lut[l + 2];
+        let alpha = lut[l + 3];
+        if (edge && (x === 0 || y === 0 || x === w - 1 || y === h - 1 || labels[i - 1] !== v || labels[i + 1] !== v || labels[i - w] !== v || labels[i + w] !== v)) {
+          alpha = Math.max(alpha, this.overlay.opacity > 0 ? edgeAlpha : 0);
+        }
+        px[q + 3] = alpha;
+      }
+    }
+    this.ctx.putImageData(this.image, 0, 0);
+  }
+
+  destroy() {
+    this.canvas.remove();
   }
 }

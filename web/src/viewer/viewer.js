@@ -21,7 +21,7 @@ import { HeatmapOverlay } from "./heatmap.js";
 import { ICONS } from "./icons.js";
 import { ViewportOverlay, esc } from "./overlay.js";
 import { VOLUME_PRESETS, WINDOW_PRESETS, presetByName, voiRange, widthCenter } from "./presets.js";
-import { SegOverlay, loadSeg } from "./seg.js";
+import { SegCanvas, SegOverlay, loadSeg } from "./seg.js";
 import { listMeshes, loadSurfaces, meshUrl, showSurfaces, styleSurfaceActors } from "./surfaces.js";
 import { Timings } from "./timings.js";
 
@@ -586,6 +586,7 @@ export class Viewer {
     const projection = s?.stack && !s.stack.iop;
     pane.overlay.update(vp, { slice, total, position, voi, slab, fixedOrientation: projection ? s.stack.projection : null, noOrientation: projection && !s.stack.projection });
     if (pane.heat) pane.heat.update(vp);
+    if (pane.segCanvas) pane.segCanvas.update(vp);
   }
 
   teardownPanes() {
@@ -611,6 +612,7 @@ export class Viewer {
       }
       p.overlay.destroy();
       p.heat?.destroy();
+      p.segCanvas?.destroy();
       p.el.remove();
     }
     this.panes = [];
@@ -708,7 +710,7 @@ export class Viewer {
     this.groups.stack.addViewport(p.viewportId, this.engine.id);
     if (s === this.series.current) {
       if (this.voi) p.viewport.setProperties({ voiRange: this.voi });
-      if (s.seg) s.seg.addTo([p.viewportId]);
+      if (s.seg) this.attachSeg([p]);
       if (this.heatmap.url) this.attachHeatmap(p);
     }
     if (s !== this.series.current) {
@@ -899,7 +901,7 @@ export class Viewer {
       if (Object.keys(props).length) p.viewport.setProperties(props, cur.volumeId);
     }
     this.applyMip();
-    if (cur.seg) cur.seg.addTo(ids);
+    if (cur.seg) this.attachSeg(panes);
     const voiId = `${this.id}-mpr-voi`;
     const voi = synchronizers.createVOISynchronizer(voiId, { syncInvertState: true, syncColormap: false });
     for (const id of ids) voi.add({ renderingEngineId: this.engine.id, viewportId: id });
@@ -1268,13 +1270,35 @@ export class Viewer {
     overlay.setOpacity(this.segOpacity ?? 0.45);
     s.seg = overlay;
     this.timings.set("segLoadedMs", performance.now() - t0);
-    const ids = this.panes.filter((p) => p.series === s && (p.kind === "stack" || p.kind === "volume")).map((p) => p.viewportId);
-    if (ids.length) overlay.addTo(ids);
+    this.attachSeg(this.panes);
     for (const [label, on] of Object.entries(this.pendingSegToggles || {})) this.toggleSegment(label, on);
     this.renderSegments();
     this.renderMeshes(seg);
     state.textContent = seg.description || "Segmentation";
     this.setStatus("seg", null);
+  }
+
+  /** Show the current series' labelmap in these panes (Cornerstone's layer, or the 2-D canvas on
+   *  stack panes under a software WebGL). */
+  attachSeg(panes) {
+    const seg = this.series.current?.seg;
+    if (!seg) return;
+    const gl = [];
+    for (const p of panes) {
+      if (p.series !== this.series.current || !p.viewport) continue;
+      if (p.kind === "stack" && this.segOn2dCanvas()) {
+        if (!p.segCanvas) p.segCanvas = new SegCanvas(p, seg, { outline: this.options.segmentationOutline ?? true });
+        p.segCanvas.update(p.viewport);
+      } else if (p.kind === "stack" || p.kind === "volume") {
+        gl.push(p.viewportId);
+      }
+    }
+    if (gl.length) seg.addTo(gl);
+  }
+
+  segOn2dCanvas() {
+    const r = this.options.segmentationRenderer || "auto";
+    return r === "canvas" || (r === "auto" && softwareGl());
   }
 
   renderSegments() {
