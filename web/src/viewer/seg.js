@@ -375,6 +375,13 @@ export class SegOverlay {
     } catch {
       /* gone */
     }
+    for (const id of this.labelmapImageIds) {
+      try {
+        cache.removeImageLoadObject(id, { force: true });
+      } catch {
+        /* not cached */
+      }
+    }
   }
 }
 

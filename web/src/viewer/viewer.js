@@ -1620,6 +1620,13 @@ export class Viewer {
         } catch {
           /* gone */
         }
+        for (const g of s.surface.structures || []) {
+          try {
+            cache.removeGeometryLoadObject(`${s.surface.segmentationId}-${g.number}`);
+          } catch {
+            /* not cached */
+          }
+        }
       }
       if (s.volumeId) {
         try {

@@ -185,6 +185,19 @@ def sc_compare(page, out):
     shot(page, out, "compare")
 
 
+def sc_remount(page, out):
+    """Open the radiograph, then the CT again, five times over, in the same element."""
+    state = json.loads(Path(sys.argv[1]).read_text())
+    for k in range(5):
+        for uid in (state["cr"], state["study"]):
+            page.evaluate("(uid) => window.remount(uid)", uid)
+            page.wait_for_function("window.__medimgViewerTimings.latest.firstImage", timeout=60000)
+    t = page.evaluate("window.__medimgViewerTimings.latest")
+    print("after remounts: firstImage", t.get("firstImage"), "viewers", page.evaluate("Object.keys(window.__medimgViewerTimings).length - 1"))
+    page.wait_for_timeout(1500)
+    shot(page, out, "remounted")
+
+
 def sc_3d(page, out):
     page.get_by_test_id("viewer-layout-3d").click()
     page.wait_for_timeout(6000)

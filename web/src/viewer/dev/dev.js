@@ -48,6 +48,20 @@ async function main() {
     onFindingSelected: (id) => window.__viewerEvents.push({ type: "selected", id }),
   });
   window.viewer = viewer;
+  // development: open another study in the same element (as the app does between studies)
+  window.remount = async (uid, extra = {}) => {
+    window.viewer.destroy();
+    const r = await reviewOf(uid);
+    window.viewer = mountViewer(document.getElementById("viewer"), {
+      dicomwebRoot: "/dicomweb",
+      apiRoot: api,
+      studyUid: uid,
+      seriesUid: r.report?.study?.series_instance_uid || undefined,
+      findings: r.findings,
+      ...extra,
+    });
+    return window.viewer.ready;
+  };
   if (q.get("heatmap")) viewer.showHeatmap(q.get("heatmap"));
 }
 
