@@ -262,7 +262,7 @@ export class Viewer {
   onClick(e) {
     const b = e.target.closest("button");
     if (!b || !this.root.contains(b)) return;
-    if (b.dataset.layout) this.setLayout(b.dataset.layout);
+    if (b.dataset.layout) this.setLayout(b.dataset.layout).catch((err) => this.setStatus("error", err.message || String(err)));
     else if (b.dataset.tool) this.setTool(b.dataset.tool);
     else if (b.dataset.preset) this.setWindowPreset(b.dataset.preset);
     else if (b.dataset.action === "mip") this.setMip(!this.mip.on);
@@ -641,10 +641,16 @@ export class Viewer {
     const token = (this._layoutToken = (this._layoutToken || 0) + 1);
     this.teardownPanes();
     this.ensureToolGroups();
-    if (name === "single") await this.layoutStacks([{ kind: "stack", series: "current" }], keep);
-    else if (name === "compare") await this.layoutCompare(keep);
-    else if (name === "mpr") await this.layoutMpr(keep);
-    else await this.layout3d();
+    try {
+      if (name === "single") await this.layoutStacks([{ kind: "stack", series: "current" }], keep);
+      else if (name === "compare") await this.layoutCompare(keep);
+      else if (name === "mpr") await this.layoutMpr(keep);
+      else await this.layout3d();
+    } catch (e) {
+      // a layout replaced by another while it was being built fails on its removed viewports
+      if (token !== this._layoutToken || this.destroyed) return;
+      throw e;
+    }
     if (token !== this._layoutToken || this.destroyed) return;
     this.applyTool();
     this.setActivePane(this.panes[0]);
@@ -786,10 +792,23 @@ export class Viewer {
     } catch {
       /* none */
     }
-    // registration between the two studies: what is on screen now is taken to match
-    csUtils.spatialRegistrationMetadataProvider.add([a.viewportId, b.viewportId], undefined);
-    csUtils.spatialRegistrationMetadataProvider.add([b.viewportId, a.viewportId], undefined);
+    // Registration of the two studies (their frames of reference differ): what is on screen now is
+    // taken to match, a translation between the two images' positions.  (Cornerstone 5.14 would
+    // compute it itself but looks the images up by slice number and finds none.)
+    const reg = csUtils.spatialRegistrationMetadataProvider;
+    reg.add([a.viewportId, b.viewportId], undefined);
+    reg.add([b.viewportId, a.viewportId], undefined);
     if (!this.linkCompare) return;
+    const pa = a.series.stack.entries[a.viewport.getCurrentImageIdIndex()]?.position;
+    const pb = b.series.stack.entries[b.viewport.getCurrentImageIdIndex()]?.position;
+    if (pa && pb) {
+      const m = new Float32Array(16);
+      m[0] = m[5] = m[10] = m[15] = 1;
+      m[12] = pa[0] - pb[0];
+      m[13] = pa[1] - pb[1];
+      m[14] = pa[2] - pb[2];
+      reg.add([a.viewportId, b.viewportId], m);
+    }
     const sync = synchronizers.createImageSliceSynchronizer(id);
     sync.add({ renderingEngineId: this.engine.id, viewportId: a.viewportId });
     sync.add({ renderingEngineId: this.engine.id, viewportId: b.viewportId });
@@ -893,6 +912,9 @@ export class Viewer {
     if (!this.panes.includes(panes[0])) return;
     const ids = panes.map((p) => p.viewportId);
     await setVolumesForViewports(this.engine, [{ volumeId: cur.volumeId }], ids);
+    // crosshairs join the three panes at once (set up again by applyTool once they are all in)
+    const xh = this.groups.mpr.getToolOptions(CrosshairsTool.toolName)?.mode;
+    if (xh === "Active" || xh === "Passive") this.groups.mpr.setToolDisabled(CrosshairsTool.toolName);
     for (const p of panes) {
       this.groups.mpr.addViewport(p.viewportId, this.engine.id);
       const props = {};

@@ -42,6 +42,7 @@ def main() -> None:
         logs: list[str] = []
         page.on("console", lambda m: logs.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda e: logs.append(f"pageerror: {e} {e.stack}"))
+        page.on("response", lambda r: logs.append(f"http {r.status} {r.url}") if r.status >= 400 else None)
         url = f"{base}/mvdev/viewer-dev.html?study={study}{query}"
         t0 = time.monotonic()
         page.goto(url)
@@ -179,9 +180,28 @@ def sc_mip(page, out):
     page.get_by_test_id("viewer-mip").click()
 
 
+def slices(page):
+    return [page.get_by_test_id(f"viewer-viewport-{i}").get_attribute("data-slice") for i in range(2)]
+
+
+def wheel(page, testid, n, delta):
+    box = page.get_by_test_id(testid).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(n):
+        page.mouse.wheel(0, delta)
+        page.wait_for_timeout(60)
+    page.wait_for_timeout(600)
+
+
 def sc_compare(page, out):
     page.get_by_test_id("viewer-layout-compare").click()
     page.wait_for_timeout(2500)
+    before = slices(page)
+    wheel(page, "viewer-canvas", 3, -100)
+    after = slices(page)
+    wheel(page, "viewer-canvas-1", 2, 100)
+    back = slices(page)
+    print(f"compare: {before} -> current up 3 -> {after} -> prior down 2 -> {back}")
     shot(page, out, "compare")
 
 
@@ -196,6 +216,57 @@ def sc_remount(page, out):
     print("after remounts: firstImage", t.get("firstImage"), "viewers", page.evaluate("Object.keys(window.__medimgViewerTimings).length - 1"))
     page.wait_for_timeout(1500)
     shot(page, out, "remounted")
+
+
+def sc_keys(page, out):
+    """Keyboard: slices, presets, tools, invert, reset."""
+    wait_loaded(page)
+    page.get_by_test_id("viewer-canvas").click()
+    s0 = page.evaluate("window.viewer.getState().slice")
+    for key in ["ArrowDown", "ArrowDown", "PageDown", "ArrowUp"]:
+        page.keyboard.press(key)
+        page.wait_for_timeout(150)
+    s1 = page.evaluate("window.viewer.getState().slice")
+    page.keyboard.press("3")
+    page.wait_for_timeout(200)
+    w = page.evaluate("window.viewer.getState().window")
+    page.keyboard.press("z")
+    tool = page.evaluate("window.viewer.getState().tool")
+    page.keyboard.press("i")
+    page.wait_for_timeout(200)
+    inv = page.evaluate("window.viewer.getState().invert")
+    shot(page, out, "keys-bone-inverted")
+    page.keyboard.press("i")
+    page.keyboard.press("w")
+    page.keyboard.press("End")
+    page.wait_for_timeout(300)
+    s2 = page.evaluate("window.viewer.getState().slice")
+    page.keyboard.press("r")
+    print(f"keys: slice {s0} -> {s1} (expect +11), bone window {w}, tool {tool}, invert {inv}, End -> {s2}")
+
+
+def sc_mprjump(page, out):
+    """MPR, then jump to F1: every pane through the finding's centre, crosshairs there."""
+    page.get_by_test_id("viewer-layout-mpr").click()
+    page.wait_for_function("window.__medimgViewerTimings.latest.volumeLoadedMs", timeout=60000)
+    page.wait_for_timeout(1500)
+    page.evaluate("window.viewer.jumpToFinding('F1')")
+    page.wait_for_timeout(2000)
+    print("mpr slices", [page.get_by_test_id(f"viewer-viewport-{i}").get_attribute("data-slice") for i in range(3)])
+    shot(page, out, "mpr-jump-F1")
+
+
+def sc_mprtwice(page, out):
+    """MPR, Stack, MPR again: the crosshairs come back; then W/L as the tool, Stack, MPR."""
+    for name in ("mpr", "single", "mpr"):
+        page.get_by_test_id(f"viewer-layout-{name}").click()
+        page.wait_for_timeout(2500)
+    shot(page, out, "mpr-again")
+    page.get_by_test_id("viewer-tool-wl").click()
+    for name in ("single", "mpr"):
+        page.get_by_test_id(f"viewer-layout-{name}").click()
+        page.wait_for_timeout(2500)
+    shot(page, out, "mpr-again-wl")
 
 
 def sc_3d(page, out):
