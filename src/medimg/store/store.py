@@ -13,7 +13,7 @@ Storing one instance:
    the indexed attributes are read; UIDs must be UIDs;
 2. if the SOP Instance UID is already stored, the result is ``duplicate`` (same SHA-256 of the data set)
    or the conflict policy applies (different bytes), without writing anything;
-3. the file is written to ``tmp/``, fsynced, renamed into ``files/`` and the folder fsynced;
+3. the file is written to ``tmp/``, renamed into ``files/``, fsynced, and its folder fsynced;
 4. study, series and instance rows are written in one transaction (SQLite: WAL, ``synchronous=FULL``);
    concurrent senders share it (group commit, :mod:`.writer`: the folders of all the rows waiting are
    fsynced, then their rows are committed together);
@@ -351,9 +351,15 @@ class Store:
         return self._index_writer.existing(sop_uid)
 
     def _write_file(self, meta: bytes | memoryview, dataset: bytes | memoryview) -> str:
+        """Write a new file: into ``tmp/``, renamed into ``files/``, then fsynced.  The rename comes
+        before the fsync so that one journal commit makes both the data and the new name durable
+        (ext4); the folder's own fsync, which POSIX asks for and the index writer does before the
+        commit, then has nothing left to write.  A crash before the commit leaves a file without a
+        row, which recovery removes."""
         name = uuid.uuid4().hex
         rel = f"files/{name[:2]}/{name}.dcm"
         tmp = self.root / "tmp" / f"{name}.part"
+        final = self.root / rel
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
             for chunk in (meta, dataset):
@@ -361,14 +367,15 @@ class Store:
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]
+            os.rename(tmp, final)
             if self.fsync:
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
             raise
         os.close(fd)
-        os.rename(tmp, self.root / rel)  # its folder is fsynced by the index writer, before the commit
         return rel
 
     def _store(self, meta: bytes | memoryview, dataset: bytes | memoryview, transfer_syntax: str,
