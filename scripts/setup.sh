@@ -48,5 +48,14 @@ if [ ! -f "$webstamp" ] || [ "$(cat "$webstamp")" != "$webwant" ] || [ ! -f src/
   (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null)
   echo "$webwant" > "$webstamp"
 fi
+# The stock OHIF viewer the browser tests run against medimg (tests/web/test_ohif.py): only @ohif/app
+# and its prebuilt dist/, pinned with its integrity in web/ohif/package-lock.json.
+ohifstamp=web/ohif/node_modules/.medimg-install
+ohifwant=$(cat web/ohif/package.json web/ohif/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ ! -f "$ohifstamp" ] || [ "$(cat "$ohifstamp")" != "$ohifwant" ]; then
+  echo "setup: installing the OHIF viewer for the browser tests (npm ci in web/ohif)"
+  (cd web/ohif && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$ohifwant" > "$ohifstamp"
+fi
 .venv/bin/python -c "import torch, medimg; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "setup: ready (medimg $(.venv/bin/python -c 'import medimg; print(medimg.__version__)'), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
