@@ -33,7 +33,6 @@ const {
   WindowLevelTool,
   PanTool,
   ZoomTool,
-  StackScrollTool,
   LengthTool,
   CrosshairsTool,
   TrackballRotateTool,
@@ -146,7 +145,11 @@ export class Viewer {
         </div>
       </div>
       <div class="mv-body">
-        <div class="mv-grid" data-testid="viewer-viewports"></div>
+        <div class="mv-stage">
+          <div class="mv-grid" data-testid="viewer-viewports"></div>
+          <div class="mv-loading" data-testid="viewer-loading"><div class="mv-spinner"></div><span>Loading images…</span></div>
+          <div class="mv-progress" data-testid="viewer-progress" hidden><div></div></div>
+        </div>
         <aside class="mv-panel" data-testid="viewer-panel" aria-label="Layers">
           <section class="mv-sec" data-sec="seg">
             <h3>Segmentation</h3>
@@ -227,6 +230,15 @@ export class Viewer {
 
   showError(message) {
     this.setStatus("error", message);
+    this.root.querySelector(".mv-loading")?.remove();
+    if (!this.panes.length) {
+      const box = document.createElement("div");
+      box.className = "mv-empty mv-error";
+      box.dataset.testid = "viewer-error";
+      box.innerHTML = `<strong>The images could not be shown</strong><span>${esc(message)}</span>`;
+      this.root.querySelector(".mv-stage").appendChild(box);
+      return;
+    }
     const pane = this.panes[0];
     if (pane && !pane.hasImage) {
       pane.el.querySelector(".mv-empty")?.remove();
@@ -476,6 +488,7 @@ export class Viewer {
       if (!pane.hasImage) {
         pane.hasImage = true;
         pane.el.querySelector(".mv-empty")?.remove();
+        this.root.querySelector(".mv-loading")?.remove();
         if (pane.series === this.series.current || pane.quickImageId) {
           const t = this.timings.mark("firstImage");
           this.setStatus("info", `First image ${Math.round(t)} ms`);
@@ -507,17 +520,30 @@ export class Viewer {
         }
       }
     });
-    // scroll inputs, for the scroll timings (capture: before the tools handle them)
-    const onWheel = () => {
-      if (pane.kind === "stack") {
-        const vp = pane.viewport;
-        const ids = vp?.getImageIds?.() || [];
-        const next = ids[vp.getCurrentImageIdIndex() + 1] || ids[vp.getCurrentImageIdIndex() - 1];
-        this.timings.input(next ? !cache.getImageLoadObject(next) || !isCached(next) : false);
+    // The wheel scrolls one slice per notch, counted from the wheel's distance: when the page is
+    // busy the browser merges several notches into one event, and a slice per event would lose them.
+    const onWheel = (e) => {
+      if (pane.kind === "3d" || !pane.viewport) return;
+      e.preventDefault();
+      const d = e.deltaY * (e.deltaMode === 1 ? 33 : e.deltaMode === 2 ? 100 : 1); // lines, pages -> px
+      let steps;
+      if (Math.abs(d) >= 50) {
+        // a mouse wheel: its notch is the smallest step it has sent (100 or 120 px in most browsers)
+        this.wheelNotch = Math.min(this.wheelNotch || Math.abs(d), Math.abs(d));
+        steps = Math.sign(d) * Math.max(1, Math.round(Math.abs(d) / this.wheelNotch));
+        pane.wheel = 0;
+      } else {
+        // a trackpad: small deltas add up to a slice per 100 px
+        pane.wheel = (pane.wheel || 0) + d / 100;
+        steps = pane.wheel > 0 ? Math.floor(pane.wheel) : Math.ceil(pane.wheel);
+        pane.wheel -= steps;
       }
+      if (!steps) return;
+      this.setActivePane(pane);
+      this.scrollPane(pane, steps);
     };
-    pane.el.addEventListener("wheel", onWheel, { capture: true, passive: true });
-    pane.unwatch.push(() => pane.el.removeEventListener("wheel", onWheel, { capture: true }));
+    pane.el.addEventListener("wheel", onWheel, { passive: false });
+    pane.unwatch.push(() => pane.el.removeEventListener("wheel", onWheel));
   }
 
   refreshPane(pane) {
@@ -1019,7 +1045,6 @@ export class Viewer {
       g.addTool(WindowLevelTool.toolName);
       g.addTool(PanTool.toolName);
       g.addTool(ZoomTool.toolName, { minZoomScale: 0.1, maxZoomScale: 40 });
-      g.addTool(StackScrollTool.toolName, { loop: false });
       g.addTool(LengthTool.toolName);
       g.addTool(FindingRectangleTool.toolName);
       g.addTool(FindingCircleTool.toolName);
@@ -1043,7 +1068,6 @@ export class Viewer {
     for (const g of [stack, mpr]) {
       g.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
       g.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
-      g.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
       g.setToolPassive(LengthTool.toolName);
       g.setToolPassive(FindingRectangleTool.toolName);
       g.setToolPassive(FindingCircleTool.toolName);
@@ -1084,7 +1108,11 @@ export class Viewer {
   // ====================================================================== navigation
   scroll(delta) {
     const p = this.activePane || this.panes[0];
-    if (!p?.viewport || p.kind === "3d") return;
+    this.scrollPane(p, delta);
+  }
+
+  scrollPane(p, delta) {
+    if (!p?.viewport || p.kind === "3d" || !delta) return;
     if (p.kind === "stack") {
       const ids = p.viewport.getImageIds();
       const i = p.viewport.getCurrentImageIdIndex();
@@ -1222,10 +1250,13 @@ export class Viewer {
     let done = 0;
     const total = ids.length;
     const isCurrent = s === this.series.current;
+    const bar = this.root.querySelector(".mv-progress");
     const tick = () => {
       done++;
       s.loaded = done;
       if (isCurrent) {
+        bar.hidden = done >= total;
+        bar.firstElementChild.style.width = `${Math.round((100 * done) / total)}%`;
         if (done < total) {
           if (done % 4 === 0) this.setStatus("load", `Loading images ${done}/${total}`);
         } else {
@@ -1635,6 +1666,14 @@ export class Viewer {
     for (const s of [this.series.current, this.series.prior]) {
       if (!s) continue;
       s.findingLayer?.destroy();
+      // the radiologist's rulers and unsaved marks go with the viewer
+      for (const name of [LengthTool.toolName, FindingCircleTool.toolName, FindingRectangleTool.toolName]) {
+        try {
+          if (s.info.frameOfReference) annotationApi.state.removeAnnotations(name, s.info.frameOfReference);
+        } catch {
+          /* none */
+        }
+      }
       s.seg?.destroy();
       if (s.surface?.segmentationId) {
         try {

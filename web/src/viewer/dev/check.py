@@ -109,6 +109,21 @@ def sc_scroll(page, out):
     print("state", json.dumps(page.evaluate("window.viewer.getState().slice")))
 
 
+def sc_spin(page, out):
+    """63 notches as fast as they go from the first slice: the viewer must end on the last one."""
+    wait_loaded(page)
+    page.get_by_test_id("viewer-canvas").click()
+    page.keyboard.press("Home")
+    page.wait_for_timeout(500)
+    box = page.get_by_test_id("viewer-canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    t0 = time.monotonic()
+    for _ in range(63):
+        page.mouse.wheel(0, 100)
+    page.wait_for_function("window.viewer.getState().slice === 64", timeout=20000)
+    print(f"spin: 63 notches -> slice 64 in {time.monotonic() - t0:.2f} s")
+
+
 def sc_presets(page, out):
     page.keyboard.press("1")
     shot(page, out, "preset-lung")
