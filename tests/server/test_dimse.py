@@ -22,10 +22,11 @@ from peers import PEER_ENV, dataset_bytes, dcmtk, free_port, start_medimg, wait_
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, build_context
+from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelMove,
+    Verification,
 )
 
 from medimg.errors import InputError
@@ -605,3 +606,24 @@ def test_find_non_ascii_name_matching(two_nodes: tuple[Any, Any]) -> None:
     assert str(german.PatientName) == "Äneas^Rüdiger"
     [russian] = find(a, "PACS", "PATIENT", {"PatientName": "Люкceмбypг", "PatientID": ""})
     assert str(russian.PatientName) == "Люкceмбypг"
+
+
+@pytest.mark.slow
+def test_requestor_keeps_its_responses(medimg_server: Any) -> None:
+    """An association medimg requests (SCU functions, C-MOVE sub-operations) must not lose a response to
+    its own reactor: with pynetdicom's pause alone, one of a few thousand quick requests is taken by
+    the reactor and the sender times out."""
+    from medimg.server.dicom_node import _tune_requestor
+
+    server = medimg_server()
+    ae = AE("MANY")
+    ae.dimse_timeout = 5
+    assoc = ae.associate("127.0.0.1", server.node.port, ae_title="MEDIMG", contexts=[build_context(Verification)],
+                         evt_handlers=[(evt.EVT_CONN_OPEN, lambda e: _tune_requestor(e, True, 1 << 20))])
+    assert assoc.is_established
+    try:
+        statuses = [assoc.send_c_echo().get("Status") for _ in range(2000)]
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    assert statuses == [0] * 2000

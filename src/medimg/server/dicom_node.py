@@ -43,7 +43,7 @@ Latency (what was changed in pynetdicom's polling, and why)
     changing the library's code or globals:
 
     * the DUL waits instead of polling (:class:`_WaitingSocket`): the socket's ``ready`` (which the
-      DUL loop asks every turn) waits in ``select`` for data from the peer *or* a primitive to send
+      DUL loop asks every turn) waits in ``poll`` for data from the peer *or* a primitive to send
       (the provider queue's ``put`` writes to a socket pair), at most ``_DUL_WAIT`` (50 ms), so the
       DUL reacts at once to either and an idle one wakes 20 times a second;
     * the reactor's request handling is wrapped (:class:`_Burst`, accepted associations): after
@@ -238,42 +238,53 @@ class _WaitingSocket(AssociationSocket):
     """An association's socket whose ``ready`` (asked by the DUL loop on each turn) waits up to
     ``_DUL_WAIT`` for data from the peer or for a primitive to send (the provider queue's ``put``
     writes to a wake-up socket pair), instead of answering at once and letting the loop sleep and ask
-    again.  The DUL then reacts at once to either, and an idle one wakes 20 times a second."""
+    again.  The DUL then reacts at once to either, and an idle one wakes 20 times a second.  ``poll``,
+    not ``select``: no limit on descriptor numbers."""
 
+    _medimg_poll: Any
     _medimg_wake: socket.socket
-    _medimg_waker: socket.socket
 
     @property
     def ready(self) -> bool:
         if self.socket is None or self._is_connected is False:
             return False
-        pending = getattr(self.socket, "pending", None)  # TLS: decrypted data select cannot see
+        pending = getattr(self.socket, "pending", None)  # TLS: decrypted data poll cannot see
         if pending is not None and pending():
             return True
         # events still queued (a PDU read on this turn is handled after it): only look, do not wait
-        wait = 0.0 if self.event_queue.qsize() else _DUL_WAIT
+        wait = 0 if self.event_queue.qsize() else int(_DUL_WAIT * 1000)
         try:
-            readable, _, _ = select.select([self.socket, self._medimg_wake], [], [], wait)
+            events = self._medimg_poll.poll(wait)
+            fileno = self.socket.fileno()
         except (OSError, ValueError):
-            self.event_queue.put("Evt17")  # as pynetdicom does: the connection is gone
-            return False
-        if self._medimg_wake in readable:
-            with contextlib.suppress(OSError):
-                self._medimg_wake.recv(4096)
-        return self.socket in readable
+            events, fileno = [(-1, select.POLLNVAL)], -2
+        readable = False
+        for fd, flags in events:
+            if fd == fileno:
+                readable = True  # data, or the peer closed / an error: the read finds out which
+            elif fd == self._medimg_wake.fileno():
+                with contextlib.suppress(OSError):
+                    self._medimg_wake.recv(4096)
+            if flags & select.POLLNVAL:
+                self.event_queue.put("Evt17")  # as pynetdicom does: the connection is gone
+                return False
+        return readable
 
 
-def _wait_in_select(assoc: Association) -> None:
+def _wait_for_events(assoc: Association) -> None:
     """Make the DUL of ``assoc`` wait for its socket or an outgoing primitive (:class:`_WaitingSocket`)
     instead of polling; the wake-up pair is closed with the connection."""
     sock = assoc.dul.socket
-    if sock is None or type(sock) is not AssociationSocket:
+    if sock is None or type(sock) is not AssociationSocket or sock.socket is None:
         return
     wake, waker = socket.socketpair()
     wake.setblocking(False)
     waker.setblocking(False)
+    poller = select.poll()
+    poller.register(sock.socket, select.POLLIN | select.POLLPRI)
+    poller.register(wake, select.POLLIN)
     sock.__class__ = _WaitingSocket
-    sock._medimg_wake, sock._medimg_waker = wake, waker  # type: ignore[attr-defined]
+    sock._medimg_poll, sock._medimg_wake = poller, wake  # type: ignore[attr-defined]
     provider = assoc.dul.to_provider_queue
     put = provider.put
 
@@ -391,15 +402,39 @@ class _PduGuard:
         raise OSError(why)
 
 
+class _ResponsesToSender(queue.Queue[Any]):
+    """The DIMSE message queue of an association we request: the reactor's non-blocking ``get`` takes
+    requests only; a response stays for the ``send_*`` call waiting for it (a blocking ``get``).
+
+    pynetdicom pauses the reactor while a ``send_*`` call waits, but the pause can come too late: the
+    reactor, just let go by the previous call, may still be about to look at the queue when the next
+    request is sent, and with a quick peer it takes that request's response (logged "Received
+    unexpected C-STORE service message"; the sender then times out).  Seen under load with C-MOVE
+    sub-operations and :func:`send_instances`."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if block:
+            return super().get(block, timeout)
+        with self.mutex:
+            if self._qsize():
+                _context_id, msg = self.queue[0]
+                if msg is not None and msg.is_valid_request:
+                    item = self._get()
+                    self.not_full.notify()
+                    return item
+        raise queue.Empty
+
+
 def _tune_requestor(event: Any, nodelay: bool, max_pdu: int) -> None:
-    """EVT_CONN_OPEN of an association we request: TCP_NODELAY, the PDU bound, fast DUL polling (these
-    associations are short and busy)."""
+    """EVT_CONN_OPEN of an association we request: TCP_NODELAY, quiet logging, the PDU bound, a DUL
+    that waits for events, responses left to the sender (before any message can arrive)."""
     assoc: Association = event.assoc
     if nodelay:
         _set_nodelay(assoc)
     _quiet(assoc)
     assoc.dul.socket.recv = _PduGuard(assoc, max_pdu, 0)  # type: ignore[method-assign,union-attr]
-    _wait_in_select(assoc)
+    assoc.dimse.msg_queue = _ResponsesToSender()
+    _wait_for_events(assoc)
 
 
 _STANDARD_LOG_HANDLERS = ((evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
@@ -643,7 +678,7 @@ class DicomNode:
         assoc.dimse.msg_queue = messages
         assoc.dul.to_user_queue = _UserQueue(messages)
         assoc._serve_request = _Burst(assoc, messages)  # type: ignore[method-assign]
-        _wait_in_select(assoc)
+        _wait_for_events(assoc)
 
     def _on_requested(self, event: Any) -> None:
         """Before negotiation: choose transfer syntaxes so that data sets arrive as the sender holds
