@@ -60,7 +60,13 @@ Latency (what was changed in pynetdicom's polling, and why)
 
     And the supported presentation contexts copy cheaply (:class:`_Context`): pynetdicom deep-copies
     them for every association it accepts, which took ~35 ms for ~190 SOP classes x 37 transfer
-    syntaxes; an association is now set up in a few milliseconds.
+    syntaxes; an association is now set up in a few milliseconds.  Associations medimg requests (the
+    SCU functions, C-MOVE sub-operations) get the waiting DUL, TCP_NODELAY, the PDU bound and a
+    message queue whose responses only the waiting sender can take (:class:`_ResponsesToSender`:
+    pynetdicom's own reactor could take one, about once in a thousand quick requests).
+
+    Measured here (2 shared cores): the no-op handler takes ~0.28 s for the 128 CT files instead of
+    0.46 s; four idle associations cost the process ~1 % of a core instead of ~12 %.
 
 Limits
     ``limits.max_associations`` concurrent associations (more are rejected: transient, local limit
