@@ -33,6 +33,9 @@ from medimg.errors import InputError
 from medimg.server.config import Limits, Peer
 from medimg.server.dicom_node import fetch_priors, find, retrieve, send_instances
 
+# the module-scoped node (and its storescp) is built once, on one worker
+pytestmark = pytest.mark.xdist_group("test_dimse")
+
 PATIENT = "Lung_Dx-A0001"
 
 

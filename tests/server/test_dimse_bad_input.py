@@ -27,6 +27,9 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 
 from medimg.server.config import Limits
 
+# the module-scoped node (and its storescp) is built once, on one worker
+pytestmark = pytest.mark.xdist_group("test_dimse_bad_input")
+
 WARNINGS = (0xB000, 0xB006, 0xB007)
 ROOT = "1.2.826.0.1.3680043.8.498.7777"  # UIDs of the crafted instances
 
