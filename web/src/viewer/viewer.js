@@ -9,7 +9,6 @@ import {
   volumeLoader,
   setVolumesForViewports,
   utilities as csUtils,
-  CONSTANTS,
   getRenderingCapabilities,
 } from "@cornerstonejs/core";
 import * as tools from "@cornerstonejs/tools";
@@ -380,7 +379,6 @@ export class Viewer {
       this.quickPane = null;
       const at = Math.max(0, stack.imageIds.indexOf(p.quickImageId));
       p.series = cur;
-      p.scrollTarget = at;
       await p.viewport.setStack(stack.imageIds, at);
       this.afterStackSet(p);
       this.panes = [p];
@@ -1731,4 +1729,3 @@ function prettyLabel(label) {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
-export { CONSTANTS };
