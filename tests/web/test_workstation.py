@@ -328,9 +328,9 @@ def test_viewer_layouts_compare_mpr_and_3d(ada: Any, ws: Workstation) -> None:
     a0, b0 = slice_of(page, 0)[0], slice_of(page, 1)[0]
     wheel_over(page, "viewer-canvas", 3, -100.0)
     wait_until(lambda: slice_of(page, 0)[0] == a0 - 3, 10, "the current pane to scroll")
-    time.sleep(1.5)
-    STATE["compare"] = {"current": [a0, slice_of(page, 0)[0]], "prior": [b0, slice_of(page, 1)[0]],
-                        "windows": [window_of(page, 0), window_of(page, 1)]}
+    wait_until(lambda: slice_of(page, 1)[0] != b0, 10, "the prior pane to follow (linked scrolling)")
+    # both in the same window (the prior opens in the current one's)
+    assert window_of(page, 0) == window_of(page, 1) != "", (window_of(page, 0), window_of(page, 1))
     shot(page, "05-study-compare")
 
     # MPR: axial, sagittal and coronal reformats of the volume
@@ -375,21 +375,6 @@ def window_of(page: Any, pane: int) -> str:
     """The "W 350 L 50" of a pane's overlay."""
     text = page.get_by_test_id(f"viewer-viewport-{pane}").inner_text()
     return next((line.strip() for line in text.splitlines() if line.strip().startswith("W ")), "")
-
-
-# Known viewer problems, checked on what test_viewer_layouts_compare_mpr_and_3d saw (xfail until fixed)
-@pytest.mark.xfail(reason="viewer: the compare layout's Link does not move the other pane (web/src/viewer "
-                          "linkComparePanes)", strict=False)
-def test_compare_scrolls_the_prior_with_the_current() -> None:
-    seen = STATE["compare"]
-    assert seen["prior"][0] != seen["prior"][1], seen
-
-
-@pytest.mark.xfail(reason="viewer: current and prior open with different windows although linked",
-                   strict=False)
-def test_compare_shows_both_studies_in_the_same_window() -> None:
-    seen = STATE["compare"]
-    assert seen["windows"][0] == seen["windows"][1], seen
 
 
 def rendered_3d(page: Any) -> bool:
@@ -796,5 +781,6 @@ def test_measured_performance_first_image_and_wheel_scrolling(browser: Any, ws: 
     MEASURED["performance"] = result
     write_json("timings.json", MEASURED)
     print("\nmeasured performance:\n" + json.dumps(result, indent=1))
-    assert notch["every_slice_shown"] and notch_no_seg["every_slice_shown"]
+    # whether every slice was drawn is measured, not required (a viewer may skip to the newest)
+    assert notch["reached_slice"] == notch_no_seg["reached_slice"] == 64
     assert spin["reached_slice"] > 1
