@@ -14,6 +14,13 @@
  *     priorStudyUid,                        // optional: the prior study for the "compare" layout
  *     layout: "single",                     // optional first layout: single | mpr | compare | 3d
  *     panel: true,                          // optional: show the layer panel (segments, findings, meshes)
+ *     // rarely needed:
+ *     segmentationRenderer: "auto",         // stack panes' labelmap: "webgl" (Cornerstone's layer),
+ *                                           // "canvas" (2-D canvas), "auto" (canvas under software WebGL)
+ *     segmentationOutline: undefined,       // labelmap outlines on/off (default: on, except WebGL layers
+ *                                           // under software WebGL)
+ *     volumeRendering: true, surfaces: false,   // what 3-D starts with (software WebGL: surfaces
+ *                                           // when the study has a segmentation)
  *   });
  *
  * The element should have a size (the viewer fills it: width and height 100%).  Everything loads in
