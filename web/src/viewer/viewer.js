@@ -252,7 +252,15 @@ export class Viewer {
   markButtons() {
     const r = this.root;
     r.dataset.layout = this.layout;
-    for (const b of r.querySelectorAll("[data-layout]")) b.setAttribute("aria-pressed", String(b.dataset.layout === this.layout));
+    const cur = this.series.current;
+    const volumetric = !cur || (cur.stack.positioned && cur.stack.entries.length >= 3);
+    for (const b of r.querySelectorAll("[data-layout]")) {
+      b.setAttribute("aria-pressed", String(b.dataset.layout === this.layout));
+      if (b.dataset.layout === "mpr" || b.dataset.layout === "3d") {
+        b.disabled = !volumetric;
+        b.title = volumetric ? `${LAYOUT_LABELS[b.dataset.layout]} layout` : `${LAYOUT_LABELS[b.dataset.layout]} needs a series of parallel slices`;
+      }
+    }
     for (const b of r.querySelectorAll("[data-tool]")) b.setAttribute("aria-pressed", String(b.dataset.tool === this.tool));
     const wc = widthCenter(this.voi);
     for (const b of r.querySelectorAll("[data-preset]")) {
@@ -367,6 +375,7 @@ export class Viewer {
     const cur = this.makeSeries(studyUid, seriesUid, stack);
     this.series.current = cur;
     this.root.dataset.modality = cur.info.modality || "";
+    this.markButtons();
     stackKnown(cur);
     await quick;
     if (this.destroyed) return;
@@ -1286,9 +1295,14 @@ export class Viewer {
     const { signal } = this.abort;
     const segSeries = (list || []).filter((x) => String(x.modality).toUpperCase() === "SEG");
     const state = this.root.querySelector('[data-testid="viewer-seg-state"]');
+    const noSeg = (text) => {
+      state.textContent = text;
+      // nothing to set or download without one
+      this.root.querySelector('[data-testid="viewer-seg-opacity"]').closest("label").hidden = true;
+      this.root.querySelector('[data-sec="meshes"]').hidden = true;
+    };
     if (!segSeries.length) {
-      state.textContent = "No segmentation in this study.";
-      this.renderMeshes(null);
+      noSeg("No segmentation in this study.");
       return;
     }
     // the newest SEG (highest series number) that lies on this series' grid
@@ -1310,7 +1324,7 @@ export class Viewer {
     }
     if (this.destroyed) return;
     if (!seg || !seg.segments.length) {
-      state.textContent = lastError ? `The segmentation could not be shown: ${lastError.message}` : "The segmentation is empty.";
+      noSeg(lastError ? `The segmentation could not be shown: ${lastError.message}` : "The segmentation is empty.");
       this.setStatus("seg", null);
       return;
     }
