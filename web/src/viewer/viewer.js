@@ -535,8 +535,9 @@ export class Viewer {
       const d = e.deltaY * (e.deltaMode === 1 ? 33 : e.deltaMode === 2 ? 100 : 1); // lines, pages -> px
       let steps;
       if (Math.abs(d) >= 50) {
-        // a mouse wheel: its notch is the smallest step it has sent (100 or 120 px in most browsers)
-        this.wheelNotch = Math.min(this.wheelNotch || Math.abs(d), Math.abs(d));
+        // a mouse wheel: its notch is the smallest step it has sent (100 or 120 px in most browsers;
+        // never taken below 100, so a fast trackpad swipe cannot shrink it)
+        this.wheelNotch = Math.max(100, Math.min(this.wheelNotch || Math.abs(d), Math.abs(d)));
         steps = Math.sign(d) * Math.max(1, Math.round(Math.abs(d) / this.wheelNotch));
         pane.wheel = 0;
       } else {
