@@ -47,6 +47,7 @@ from sqlalchemy import Engine, func, insert, select, update
 
 from ..errors import InputError
 from . import schema as t
+from .content import same_content
 from .database import make_engine
 from .part10 import Header, build_meta, inspect_dataset, is_valid_uid, sha256, split_part10
 from .validate import StructureError
@@ -382,8 +383,9 @@ class Store:
                header: Header, source: str) -> StoreResult:
         digest = sha256(dataset)
         existing = self._existing(header.sop_instance_uid)
-        if existing is not None and (existing[1] == digest or self.conflict != "replace"):
-            return self._duplicate_result(header, digest, existing, source)
+        if existing is not None and (existing[1] == digest or self.conflict != "replace"
+                                     or self._same_content(existing, dataset, transfer_syntax)):
+            return self._duplicate_result(header, digest, existing, source, dataset, transfer_syntax)
         try:
             rel = self._write_file(meta, dataset)
         except OSError as exc:
@@ -407,16 +409,27 @@ class Store:
         if row.outcome == "raced":  # another thread or process stored the same SOP Instance UID first
             (self.root / rel).unlink(missing_ok=True)
             assert row.existing is not None
-            return self._duplicate_result(header, digest, row.existing, source)
+            return self._duplicate_result(header, digest, row.existing, source, dataset, transfer_syntax)
         return StoreResult("replaced" if row.old else "stored", header.sop_instance_uid,
                            header.sop_class_uid, header.study_uid, header.series_uid, digest, self.root / rel)
 
+    def _same_content(self, existing: tuple[int, str, str], dataset: bytes | memoryview,
+                      transfer_syntax: str) -> bool:
+        with self.engine.connect() as conn:
+            stored_ts = conn.execute(select(t.instances.c.transfer_syntax)
+                                     .where(t.instances.c.id == existing[0])).scalar()
+        return stored_ts is not None and same_content(self.root / existing[2], stored_ts, dataset,
+                                                      transfer_syntax, self.max_instance_bytes)
+
     def _duplicate_result(self, header: Header, digest: str, existing: tuple[int, str, str],
-                          source: str) -> StoreResult:
+                          source: str, dataset: bytes | memoryview, transfer_syntax: str) -> StoreResult:
         args = (header.sop_instance_uid, header.sop_class_uid, header.study_uid, header.series_uid,
                 digest, self.root / existing[2])
         if existing[1] == digest:
             return StoreResult("duplicate", *args, reason="already stored with the same bytes")
+        if self._same_content(existing, dataset, transfer_syntax):
+            return StoreResult("duplicate", *args, reason="already stored: the same content in "
+                               "another encoding (the stored copy is kept)")
         self.log_event(source or "unknown", "conflict", header.study_uid,
                        {"sop_instance_uid": header.sop_instance_uid, "policy": self.conflict,
                         "stored_sha256": existing[1], "offered_sha256": digest})
