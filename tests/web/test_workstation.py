@@ -597,7 +597,11 @@ def test_the_dashboard_shows_how_the_findings_were_reviewed(ada: Any, ws: Workst
     assert page.get_by_test_id("stat-total").inner_text().split()[0] == str(dash["analyses"]["total"])
     page.locator("[data-testid=dashboard-protocol][data-protocol=chest_xray]").wait_for()
     time.sleep(0.5)
-    shot(page, "12-dashboard", full_page=True)
+    # the page scrolls inside the app's main element: a viewport as tall as the page shows all of it
+    height = page.evaluate("() => document.querySelector('[data-testid=dashboard-page]').scrollHeight")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(4000, max(VIEWPORT["height"], height + 120))})
+    time.sleep(0.5)
+    shot(page, "12-dashboard")
 
 
 # ------------------------------------------------------------------------------------------ live
