@@ -21,10 +21,13 @@ docs/dicomweb.md is the conformance statement.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import threading
 import warnings
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +75,7 @@ CHUNK = 1 << 20
 THUMBNAIL_VIEWPORT = (128, 128)
 MAX_VIEWPORT = 4096
 MAX_FRAMES_PER_REQUEST = 10000
+METADATA_CACHE_SIZE = 4096  # instances (a CT instance's DICOM JSON is ~10 kB)
 
 
 class WadoService:
@@ -79,6 +83,10 @@ class WadoService:
 
     def __init__(self, server: MedimgServer) -> None:
         self.store = server.store
+        # DICOM JSON per (instance bytes, base URL): a stored instance never changes under its
+        # SHA-256, so a viewer reopening a series is answered without re-reading every file
+        self._metadata_cache: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+        self._metadata_lock = threading.Lock()
 
     def _instances(self, study: str, series: str | None = None, sop: str | None = None) -> list[StoredInstance]:
         uid_param(study, "study")
@@ -167,9 +175,24 @@ class WadoService:
         instances = self._instances(study, series, sop)
         require_json(accept_of(request))
         base = service_base(request)
-        return json_response([self._instance_metadata(inst, base) for inst in instances])
+        return revalidated(request, instances, lambda: json_response(
+            [self._instance_metadata(inst, base) for inst in instances]))
 
     def _instance_metadata(self, inst: StoredInstance, base: str) -> dict[str, Any]:
+        key = (inst.sop_uid, inst.sha256, base)
+        with self._metadata_lock:
+            hit = self._metadata_cache.get(key)
+            if hit is not None:
+                self._metadata_cache.move_to_end(key)
+                return hit
+        encoded = self._read_metadata(inst, base)
+        with self._metadata_lock:
+            self._metadata_cache[key] = encoded
+            while len(self._metadata_cache) > METADATA_CACHE_SIZE:
+                self._metadata_cache.popitem(last=False)
+        return encoded
+
+    def _read_metadata(self, inst: StoredInstance, base: str) -> dict[str, Any]:
         url = instance_url(base, inst)
         try:
             with warnings.catch_warnings():
@@ -227,7 +250,7 @@ class WadoService:
             indices = [src.check(n) for n in numbers]
         except FrameError as exc:
             raise WebError(exc.status, str(exc)) from None
-        return self._frames_response(src, indices, accept_of(request))
+        return revalidated(request, [inst], lambda: self._frames_response(src, indices, accept_of(request)))
 
     def _frames_response(self, src: PixelSource, indices: list[int], accept: list[MediaType]) -> Response:
         multipart, stored, content_type = _frame_plan(accept, src.transfer_syntax, src.is_native)
@@ -290,6 +313,22 @@ class WadoService:
 
 
 # ---------------------------------------------------------------------------------- helpers
+def revalidated(request: Request, instances: list[StoredInstance], make: Callable[[], Response]) -> Response:
+    """Answer with an entity tag derived from the instances' SHA-256 and the request (URL, Accept), so
+    a browser that has the answer revalidates it (304, no body) instead of downloading it again.
+    ``no-cache``: with the ``replace`` conflict policy an instance can change, and the tag with it."""
+    key = "|".join(i.sha256 for i in instances) + "|" + str(request.url) + "|" + request.headers.get("accept", "")
+    tag = '"' + hashlib.sha256(key.encode()).hexdigest()[:40] + '"'
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache", "Vary": "Accept"}
+    wanted = [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]
+    if tag in wanted or "*" in wanted:
+        return Response(status_code=304, headers=headers)
+    response = make()
+    if response.status_code == 200:
+        response.headers.update(headers)
+    return response
+
+
 def _frame_numbers(text: str) -> list[int]:
     pieces = [p.strip() for p in text.split(",")]
     if not pieces or len(pieces) > MAX_FRAMES_PER_REQUEST:
