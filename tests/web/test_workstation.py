@@ -45,7 +45,7 @@ from PIL import Image
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 RADIOLOGIST_NAME = "Dr Ada Lovelace"
-IMPRESSION = "Left upper lobe mass, 81 mm, with a 24 mm right lower lobe nodule marked on review. CT-guided biopsy advised."
+IMPRESSION = "Left upper lobe mass, 81 mm, with a right lung nodule marked on review. CT-guided biopsy advised."
 ADDED_CENTRE = (-60.0, 180.0, -150.0)
 T_UI = 60_000  # ms: what a screen may take on two shared cores
 T_3D = 300_000  # ms: a volume rendering on SwiftShader blocks the page for a minute or more
