@@ -2,7 +2,8 @@
 OHIF served from its own port with the app-config.js of docs/dicomweb.md, medimg with ``cors_origins``
 set to OHIF's origin.  In Chromium: OHIF's study list lists the real chest CT (analysed, so the study
 also holds medimg's SEG and SR series), the study opens in OHIF's basic viewer, an image renders (the
-canvas is not blank) and every DICOMweb request OHIF made was answered 2xx.
+canvas is not blank) and every DICOMweb request OHIF made was answered 2xx (or 304 to a
+revalidation).
 
 OHIF is installed by scripts/setup.sh (``cd web/ohif && npm ci --ignore-scripts``); without it the test
 fails saying so (no skip).
@@ -104,7 +105,8 @@ def test_stock_ohif_lists_and_shows_the_ct_from_medimg(browser: Any, setup: tupl
     finally:
         ctx.close()
         write_requests(dicomweb, problems)
-    bad = [d for d in dicomweb if not 200 <= d["status"] < 300]
+    # 2xx, or 304 for a revalidation of what the browser cached (medimg sends entity tags)
+    bad = [d for d in dicomweb if not (200 <= d["status"] < 300 or d["status"] == 304)]
     assert not bad, bad
     assert img
 
