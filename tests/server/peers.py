@@ -9,10 +9,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import pytest
+
+T = TypeVar("T")
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
@@ -43,6 +47,43 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | No
 def dcmtk(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run a dcmtk tool (echoscu, storescu, findscu, movescu, getscu ...) with TCP_NODELAY=1."""
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=PEER_ENV)
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 240.0, what: str = "the condition",
+             interval: float = 0.1) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s", pytrace=False)
+        time.sleep(interval)
+
+
+class StoreSCP:
+    """dcmtk's storescp (any storage SOP class, data sets kept exactly as received: ``+B``) writing
+    into ``folder`` on a free port."""
+
+    def __init__(self, folder: Path, aet: str = "DEST") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.aet, self.port = folder, aet, free_port()
+        self.proc = subprocess.Popen(["storescp", "-aet", aet, "-od", str(folder), "+B", "-pm", "+xa",
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     env=PEER_ENV)
+        wait_port(self.port, 30, self.proc)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 class Orthanc:

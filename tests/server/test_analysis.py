@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +27,14 @@ from typing import Any, TypeVar
 import httpx
 import pydicom
 import pytest
-from peers import PEER_ENV, dataset_bytes, dcmtk, free_port, start_medimg, wait_port
+from peers import (
+    StoreSCP,
+    dataset_bytes,
+    dcmtk,
+    free_port,
+    start_medimg,
+    wait_for,
+)
 
 from medimg.server import Peer
 from medimg.server import worklist as wl
@@ -40,21 +46,6 @@ TERMINAL = ("ready", "failed", "skipped")
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def wait_for(condition: Callable[[], T], timeout: float = 180.0, what: str = "the condition",
-             interval: float = 0.1) -> T:
-    """Poll ``condition`` until it returns something true; return that.  Fails after ``timeout``."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f} s", pytrace=False)
-        time.sleep(interval)
-
-
 def put(server: Any, path: Path, source: str = "test") -> Any:
     """Store one file as the DICOM node would and tell the server (no network)."""
     result = server.store.put_path(path, source=source)
@@ -110,31 +101,6 @@ class Listener:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-class StoreSCP:
-    """dcmtk's storescp writing what it receives exactly as received (+B) into ``folder``."""
-
-    def __init__(self, folder: Path, aet: str = "DEST") -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.aet = aet
-        self.port = free_port()
-        self.proc = subprocess.Popen(["storescp", "-aet", aet, "-od", str(folder), "+B", "-pm", "+xa",
-                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     env=PEER_ENV)
-        wait_port(self.port, 30, self.proc)
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.folder.iterdir() if p.is_file())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 def sr_numbers(ds: pydicom.Dataset) -> dict[str, list[float]]:

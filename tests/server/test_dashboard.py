@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from peers import start_medimg
+from peers import start_medimg, wait_for
 from sqlalchemy import insert, select
 
 from medimg.monitoring.reference import load_reference
@@ -30,17 +30,6 @@ from medimg.server.config import ServerConfig
 from medimg.server.dashboard import dashboard, iso_week, record_inputs
 from medimg.store import Store
 from medimg.store import schema as t
-
-
-def wait_for(condition: Any, timeout: float = 240.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f} s", pytrace=False)
-        time.sleep(0.2)
 
 
 def add_review(store: Store, analysis_id: int, decisions: dict[str, str], at: float) -> None:

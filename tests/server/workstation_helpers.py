@@ -3,16 +3,13 @@ real chest CT analysed on it, clients signed in as one of the users, a dcmtk sto
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import pytest
-from peers import PEER_ENV, free_port, start_medimg, wait_port
+from peers import PEER_ENV, StoreSCP, free_port, start_medimg, wait_for, wait_port  # noqa: F401 (re-exported)
 
 from medimg.server import auth
 
@@ -21,41 +18,6 @@ PASSWORD = "correct horse battery"
 #: user name -> (role, display name)
 USERS = {"ada": ("radiologist", "Dr Ada Lovelace"), "tom": ("technologist", "Tom Tech"),
          "root": ("admin", "Administrator")}
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 300.0, what: str = "the condition") -> T:
-    """Poll ``condition`` until it returns something true, and return that; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f} s", pytrace=False)
-        time.sleep(0.1)
-
-
-class StoreSCP:
-    """dcmtk's storescp (any storage SOP class, files kept as received) writing into ``folder``."""
-
-    def __init__(self, folder: Path, aet: str = "DEST") -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.aet, self.port = folder, aet, free_port()
-        self.proc = subprocess.Popen(["storescp", "-aet", aet, "-od", str(folder), "+B", "-pm", "+xa",
-                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     env=PEER_ENV)
-        wait_port(self.port, 30, self.proc)
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.folder.iterdir() if p.is_file())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 def add_users(server: Any) -> None:
