@@ -49,3 +49,13 @@ def pydicom_test_dir() -> Path:
     import pydicom
 
     return Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+@pytest.fixture(scope="session")
+def pydicom_data_files(pydicom_data_dir: Path) -> list[Path]:
+    """The pydicom-data files that are DICOM Part 10 files (with the 'DICM' marker)."""
+    from helpers import part10_files
+
+    files = part10_files(pydicom_data_dir)
+    assert len(files) >= 50
+    return files

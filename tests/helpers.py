@@ -6,6 +6,8 @@ importable from every test folder.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from medimg.image import Image
@@ -28,3 +30,15 @@ def assert_same_geometry(a: Image, b: Image, atol: float = 1e-9, rtol: float = 0
             err_msg=f"{name} differs: got {np.asarray(got).tolist()}, "
                     f"expected {np.asarray(want).tolist()}",
         )
+
+
+def part10_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (recursively, sorted) that is a DICOM Part 10 file: it has the
+    ``DICM`` marker after the 128-byte preamble."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                if fh.read(132)[128:132] == b"DICM":
+                    out.append(p)
+    return out

@@ -25,19 +25,6 @@ def ct_files(ct_study_dir: Path) -> list[Path]:
     return files
 
 
-@pytest.fixture(scope="session")
-def pydicom_data_files(pydicom_data_dir: Path) -> list[Path]:
-    """The pydicom-data files that are DICOM Part 10 files (with the 'DICM' marker)."""
-    files = []
-    for p in sorted(pydicom_data_dir.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                if fh.read(132)[128:132] == b"DICM":
-                    files.append(p)
-    assert len(files) >= 50
-    return files
-
-
 @pytest.fixture
 def medimg_server(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Factory: ``medimg_server(**config_overrides)`` starts a server on free ports with its store in

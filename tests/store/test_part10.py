@@ -16,6 +16,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 
+from helpers import part10_files
 from medimg.store import StructureError
 from medimg.store.part10 import (
     _HEADER_KEYWORDS,
@@ -38,16 +39,6 @@ BROKEN = {
     "SC_rgb_jpeg.dcm": "no valid VR",  # the meta says explicit VR, the data set is implicit
     "meta_missing_tsyntax.dcm": "no Transfer Syntax UID",
 }
-
-
-def _part10_files(folder: Path) -> list[Path]:
-    out = []
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                if fh.read(132)[128:132] == b"DICM":
-                    out.append(p)
-    return out
 
 
 def _pydicom_value(ds: Any, keyword: str) -> Any:
@@ -113,7 +104,7 @@ def test_pydicom_test_files_broken_ones_refused_others_read_alike(pydicom_test_d
     differences: list[str] = []
     refused: dict[str, str] = {}
     deflated = 0
-    for f in _part10_files(pydicom_test_dir):
+    for f in part10_files(pydicom_test_dir):
         try:
             differences += _compare_with_pydicom(f)
         except StructureError as exc:
