@@ -266,7 +266,12 @@ def sign_in_context(browser: Any, ws: Workstation, username: str) -> Any:
     ctx = browser.new_context(viewport=VIEWPORT, base_url=ws.base)
     r = ctx.request.post("/api/login", data={"username": username, "password": PASSWORD})
     assert r.status == 200, r.text()
-    return ctx
+    # the UI asks GET /api/me only when its sign-in flag is in localStorage (web/src/app/session.js),
+    # as the sign-in page would have left it
+    state = ctx.storage_state()
+    ctx.close()
+    state["origins"] = [{"origin": ws.base.rstrip("/"), "localStorage": [{"name": "medimg.session", "value": "1"}]}]
+    return browser.new_context(viewport=VIEWPORT, base_url=ws.base, storage_state=state)
 
 
 if __name__ == "__main__":  # a server to look at: writes its address to the JSON file named, runs until Ctrl+C

@@ -210,6 +210,8 @@ def test_sign_in_page_refuses_a_wrong_password_and_opens_the_worklist(browser: A
         page.get_by_test_id("login-page").wait_for()
         assert "/ui/login" in page.url
         shot(page, "01-sign-in")
+        # no session flag in this fresh browser: the page does not ask GET /api/me (and log its 401)
+        assert not [e for e in CONSOLE if e["page"] == "sign-in"], CONSOLE
         page.get_by_test_id("login-username").fill(RADIOLOGIST)
         page.get_by_test_id("login-password").fill("not the password")
         page.get_by_test_id("login-submit").click()
@@ -558,7 +560,7 @@ def test_the_history_panel_lists_each_action_with_the_user(ada: Any, ws: Worksta
     page = new_page(ada, "history")
     first = open_study(page, ws, ws.ct_uid)
     page.get_by_test_id("tab-history").click()
-    # the review's own events come first, the study's whole history a moment later
+    # one list, the study's whole history (no partial list of the review's events first)
     page.locator("[data-testid=history-item][data-action=analysis_done]").wait_for()
     items = page.get_by_test_id("history-item")
     shown = [(items.nth(i).get_attribute("data-action"), items.nth(i).get_by_test_id("history-who").inner_text())
@@ -571,6 +573,8 @@ def test_the_history_panel_lists_each_action_with_the_user(ada: Any, ws: Worksta
     with api_client(ws, RADIOLOGIST) as c:
         api = c.get(f"/api/studies/{ws.ct_uid}/history").json()["items"]
     assert [a for a, _ in shown] == [e["action"] for e in reversed(api)]
+    added = page.locator("[data-testid=history-item][data-action=finding_added] .history-detail").all_inner_texts()
+    assert added and all(" · added: " in t and " mm, at (" in t and "moved" not in t for t in added), added
     settle(page, first["key"])
     shot(page, "11-history")
 
@@ -596,6 +600,16 @@ def test_the_dashboard_shows_how_the_findings_were_reviewed(ada: Any, ws: Workst
     assert ct.get_by_test_id("score-chart").count() == 1
     assert page.get_by_test_id("stat-total").inner_text().split()[0] == str(dash["analyses"]["total"])
     page.locator("[data-testid=dashboard-protocol][data-protocol=chest_xray]").wait_for()
+    # the drift summary: "in range" only when some feature was tested (OK or alert) and none alerts
+    for p in dash["protocols"]:
+        card_ = page.locator(f"[data-testid=dashboard-protocol][data-protocol={p['protocol']}]")
+        if not card_.count():
+            continue
+        drift = p.get("drift") or {}
+        judged = [d for d in drift.get("features") or [] if d.get("status") in ("ok", "alert")]
+        badge = ("drift-alert-badge" if drift.get("alert") else "drift-ok-badge" if judged and drift.get("reference")
+                 else "drift-unjudged-badge")
+        assert card_.get_by_test_id(badge).count() == 1, (p["protocol"], badge)
     time.sleep(0.5)
     # the page scrolls inside the app's main element: a viewport as tall as the page shows all of it
     height = page.evaluate("() => document.querySelector('[data-testid=dashboard-page]').scrollHeight")

@@ -70,6 +70,20 @@ function driftTable(p) {
       })))) : h("p.muted.empty-line", "No input features recorded yet."));
 }
 
+/** The card's drift summary: an alert, "in range" only when some feature was actually tested (OK or
+ *  alert) and none alerts, else "not enough data" (every feature without a reference or too few inputs). */
+function driftBadge(p) {
+  const drift = p.drift || {};
+  if (drift.alert) return h("span.badge.alert-badge", { testid: "drift-alert-badge" }, h("span.glyph", "▲"), "Input drift");
+  const judged = (drift.features || []).filter((d) => d.status === "ok" || d.status === "alert").length;
+  if (!drift.reference || !judged) {
+    return h("span.badge.unjudged-badge", { testid: "drift-unjudged-badge", title: "No input feature had both a training reference and enough recent inputs to be tested" },
+      h("span.glyph", "–"), "Not enough data to judge drift");
+  }
+  return h("span.badge.ok-badge", { testid: "drift-ok-badge", title: `${judged} of ${(drift.features || []).length} input features tested, none out of range` },
+    h("span.glyph", "✓"), "Inputs in range");
+}
+
 function protocolCard(p) {
   const alert = p.drift?.alert;
   const a = p.analyses || {};
@@ -79,7 +93,7 @@ function protocolCard(p) {
     h("header.card-head",
       h("div", h("h2.card-title", protocolName(p.protocol)), h("div.muted.small", { title: (p.algorithms || []).join(", ") }, p.model ? `Model: ${p.model}` : "")),
       h("span.spacer"),
-      alert ? h("span.badge.alert-badge", { testid: "drift-alert-badge" }, h("span.glyph", "▲"), "Input drift") : h("span.badge.ok-badge", h("span.glyph", "✓"), "Inputs in range"),
+      driftBadge(p),
     ),
     h("div.mini-stats",
       h("span", h("strong", String(a.total ?? 0)), " analyses"),

@@ -137,30 +137,50 @@ export function comparisonsSection(report) {
   priors.map((uid) => h("a.file-link", { href: href(`/studies/${encodeURIComponent(uid)}`), testid: "open-prior" }, icon("columns", { size: 14 }), "Open the prior study")));
 }
 
-const EDIT_WORDS = { diameter_mm: "long axis", short_axis_mm: "short axis", center_patient: "moved", bbox_patient: "resized", characterisation: "", kind: "" };
+const mm = (v) => `${Number(v).toFixed(1)} mm`;
+/** [x, y, z] in patient coordinates -> "(12.0, -40.5, 101.0) mm", or "" when it is not a point. */
+function point(p) {
+  if (!Array.isArray(p) || p.length !== 3 || !p.every((x) => x !== null && x !== "" && Number.isFinite(Number(x)))) return "";
+  return `(${p.map((x) => Number(x).toFixed(1)).join(", ")}) mm`;
+}
+/** {type: "solid", margin: "smooth"} -> "solid, smooth" */
+const characterisation = (v) => (v && typeof v === "object" ? Object.values(v).filter((x) => x !== null && x !== undefined && x !== "").join(", ") : String(v ?? ""));
 
-/** {diameter_mm: 38, characterisation: {type: "solid"}} -> "long axis 38.0 mm, solid" */
+/** The changes of an edit, {diameter_mm: 38, center_patient: [..]} -> "long axis 38.0 mm, moved to (…) mm".
+ *  Only the fields the edit sent are there, so a centre or box in it is a real move or resize. */
 function describeEdit(changes) {
   const out = [];
   for (const [k, v] of Object.entries(changes)) {
     if (k === "series_uid" || v === null || v === undefined) continue;
-    if (k === "diameter_mm" || k === "short_axis_mm") out.push(`${EDIT_WORDS[k]} ${Number(v).toFixed(1)} mm`);
-    else if (k === "center_patient" || k === "bbox_patient") out.push(EDIT_WORDS[k]);
-    else if (v && typeof v === "object") out.push(Object.values(v).filter(Boolean).join(", "));
-    else out.push(String(v));
+    if (k === "diameter_mm") out.push(`long axis ${mm(v)}`);
+    else if (k === "short_axis_mm") out.push(`short axis ${mm(v)}`);
+    else if (k === "center_patient") out.push(point(v) ? `moved to ${point(v)}` : "moved");
+    else if (k === "bbox_patient") out.push("box resized");
+    else out.push(characterisation(v));
   }
   return [...new Set(out)].filter(Boolean).join(", ");
+}
+
+/** A finding the radiologist added -> "added: nodule, solid, 6.5 mm, at (12.0, -40.5, 101.0) mm". */
+function describeAdded(f) {
+  const out = [];
+  if (f.kind) out.push(String(f.kind));
+  if (f.characterisation) out.push(characterisation(f.characterisation));
+  if (f.diameter_mm !== null && f.diameter_mm !== undefined && f.diameter_mm !== "") out.push(mm(f.diameter_mm));
+  if (point(f.center_patient)) out.push(`at ${point(f.center_patient)}`);
+  const what = out.filter(Boolean).join(", ");
+  return what ? `added: ${what}` : "added";
 }
 
 function historyDetail(e) {
   const d = e.detail && typeof e.detail === "object" ? e.detail : {};
   const parts = [];
-  const fid = e.finding_id || d.finding_id || d.finding;
+  const fid = e.finding_id || d.finding_id || (typeof d.finding === "string" ? d.finding : "");
   if (fid) parts.push(fid);
   const changes = e.changes || d.changes;
   if (Array.isArray(changes) && changes.length) parts.push(changes.join("; "));
   else if (changes && typeof changes === "object") parts.push(describeEdit(changes));
-  if (e.action === "finding_added" && d.finding) parts.push(describeEdit(d.finding));
+  if (e.action === "finding_added" && d.finding && typeof d.finding === "object") parts.push(describeAdded(d.finding));
   switch (e.action) {
     case "analysis_started":
       if (d.attempt) parts.push(`attempt ${d.attempt}${d.max_attempts ? ` of ${d.max_attempts}` : ""}`);

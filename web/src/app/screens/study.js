@@ -41,7 +41,6 @@ function normaliseReview(data) {
     state: data.state || report?.review?.state || "draft",
     signed_by: data.signed_by_name || data.signed_by || report?.review?.signed_by_name || report?.review?.signed_by || "",
     signed_at: data.signed_at || report?.review?.signed_at || null,
-    history: data.history || null,
     undecided: Array.isArray(data.undecided) ? data.undecided : null,
   };
 }
@@ -137,7 +136,8 @@ export function studyScreen({ params, query }) {
         toastError(err, "The review could not be loaded");
       }
     }
-    if (st.review && st.review.history) st.history = st.review.history;
+    // The history tab shows only the study's whole history (GET /history, loadHistory): the review's
+    // own events (review.history) are a subset of it, and showing them first made the list jump.
     if (!st.selectedId && findings().length) st.selectedId = findings()[0].id;
   }
 

@@ -32,7 +32,28 @@ export function legend(segments) {
  * weeks: [{week, n, counts[10], mean, median}]
  */
 export function scoreChart(weeks, { testid = "score-chart" } = {}) {
-  const W = 560;
+  // The SVG's viewBox follows the width of its box (one user unit per CSS pixel, fixed height), so the
+  // chart fills the card at any width without scaling its text; drawn at 560 until the box is laid out.
+  const box = h("div.score-chart-box");
+  let drawnW = 0;
+  const draw = (w) => {
+    const W = Math.max(240, Math.round(w));
+    if (Math.abs(W - drawnW) < 2) return;
+    drawnW = W;
+    box.replaceChildren(scoreSvg(weeks, W, testid));
+  };
+  draw(560);
+  if (typeof ResizeObserver === "function") {
+    const ro = new ResizeObserver((entries) => {
+      const w = entries[entries.length - 1].contentRect.width;
+      if (box.isConnected && w > 0) draw(w);
+    });
+    ro.observe(box);
+  }
+  return box;
+}
+
+function scoreSvg(weeks, W, testid) {
   const H = 190;
   const left = 34;
   const right = 8;
@@ -79,5 +100,5 @@ export function scoreChart(weeks, { testid = "score-chart" } = {}) {
   pts.forEach((p, i) => {
     if (p) out.push(s("circle", { cx: p[0], cy: p[1], r: 3.2, class: "mean-dot" }, s("title", {}, `${weeks[i].week}: mean ${weeks[i].mean.toFixed(2)}, median ${weeks[i].median?.toFixed(2) ?? "–"}`)));
   });
-  return s("svg", { class: "score-chart", viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "AI score distribution per week", testid }, ...out);
+  return s("svg", { class: "score-chart", viewBox: `0 0 ${W} ${H}`, width: "100%", height: H, role: "img", "aria-label": "AI score distribution per week", testid }, ...out);
 }
