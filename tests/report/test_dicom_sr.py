@@ -9,7 +9,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicom_check import dciodvfy, dsrdump
+from dicom_check import check_regions, dciodvfy, dsrdump
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
@@ -63,12 +63,12 @@ def _value(group, concept) -> tuple[float, str]:
 def test_highdicom_reads_back_the_groups(written: dict[str, Path], ct_report: Report, ct_image: Image) -> None:
     content = _measurement_report(written["sr"])
     groups = content.get_volumetric_roi_measurement_groups()
-    assert len(groups) == len(ct_report.findings) + len(ct_report.structures)
+    assert len(groups) == len(ct_report.structures)  # findings: planar groups (an image region OHIF draws)
+    assert len(content.get_planar_roi_measurement_groups()) == len(ct_report.findings)
     seg = pydicom.dcmread(written["seg"], stop_before_pixels=True)
-    uids = ct_image.meta["sop_instance_uids"]
 
     f = ct_report.findings[0]
-    [g] = content.get_volumetric_roi_measurement_groups(finding_type=codes.SCT.Nodule)
+    [g] = content.get_planar_roi_measurement_groups(finding_type=codes.SCT.Nodule)
     assert g.finding_category == codes.SCT.MorphologicallyAbnormalStructure
     assert g.tracking_identifier.startswith("F1 nodule")
     [site] = g.finding_sites
@@ -79,12 +79,9 @@ def test_highdicom_reads_back_the_groups(written: dict[str, Path], ct_report: Re
     [mean] = g.get_measurements(name=ATTENUATION)
     assert mean.value == pytest.approx(f.measurement("mean_hu").value)  # type: ignore[union-attr]
     assert mean.unit.value == "[hnsf'U]" and mean.derivation == codes.SCT.Mean
-    # The region is segment 3 of seg.dcm, on exactly the CT images the finding covers.
-    ref = g.referenced_segment
-    assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
-    assert ref.referenced_segment_numbers == [3]
-    planes = np.flatnonzero(f.mask.any(axis=(1, 2)))  # type: ignore[union-attr]
-    assert [s.referenced_sop_instance_uid for s in ref.source_images_for_segmentation] == [uids[z] for z in planes]
+    # The region is a box on the finding's key slice (test_finding_groups_have_an_image_region); the
+    # finding is still segment 3 of seg.dcm: the same tracking UID.
+    assert isinstance(g.roi, hd.sr.ImageRegion)
     seg_f1 = next(s for s in seg.SegmentSequence if s.SegmentNumber == 3)
     assert g.tracking_uid == seg_f1.TrackingUID
 
@@ -145,10 +142,37 @@ def test_sr_without_seg_lists_source_images(ct_report: Report, ct_image: Image, 
     content = _measurement_report(written["sr"])
     assert content.get_volumetric_roi_measurement_groups() == []
     groups = content.get_image_measurement_groups()
-    assert len(groups) == 3
-    [g] = [x for x in groups if x.finding_type == codes.SCT.Nodule]
+    assert len(groups) == 2  # the structures; the finding has its image region
+    [s] = [x for x in groups if x.tracking_identifier == "lung_right"]
+    planes = np.flatnonzero(ct_report.structures[0].mask.any(axis=(1, 2)))  # type: ignore[union-attr]
+    assert ct_report.structures[0].name == "lung_right"
+    assert [i.referenced_sop_instance_uid for i in s.source_images] == \
+        [ct_image.meta["sop_instance_uids"][z] for z in planes]
+    [g] = content.get_planar_roi_measurement_groups(finding_type=codes.SCT.Nodule)
     f = ct_report.findings[0]
     assert _value(g, LONG) == pytest.approx((f.measurement("long_axis_diameter").value, "mm"))  # type: ignore[union-attr]
-    planes = np.flatnonzero(f.mask.any(axis=(1, 2)))  # type: ignore[union-attr]
-    assert [s.referenced_sop_instance_uid for s in g.source_images] == \
-        [ct_image.meta["sop_instance_uids"][z] for z in planes]
+    check_regions(written["sr"], {f.id: f.location.bbox_index for f in ct_report.findings},  # type: ignore[misc]
+                  ct_image.meta["sop_instance_uids"])
+
+
+def test_finding_groups_have_an_image_region(written: dict[str, Path], ct_report: Report, ct_image: Image) -> None:
+    """What OHIF's cornerstone-dicom-sr needs to draw a finding: a 2-D SCOORD in its measurement group,
+    a closed POLYLINE on one source image (Referenced SOP Sequence), inside the finding's box, on the slice
+    where its mask is largest."""
+    uids = ct_image.meta["sop_instance_uids"]
+    regions = check_regions(written["sr"], {f.id: f.location.bbox_index for f in ct_report.findings},
+                            uids)
+    f = ct_report.findings[0]
+    assert f.mask is not None and f.location.bbox_index is not None
+    z = int(np.argmax(f.mask.sum(axis=(1, 2))))
+    uid, points = regions[f.id]
+    assert uid == uids[z]
+    rows, cols = np.flatnonzero(f.mask[z].any(axis=1)), np.flatnonzero(f.mask[z].any(axis=0))
+    # the mask's bounding box on that slice, pixel edges (column, row)
+    assert points.min(axis=0).tolist() == [cols[0], rows[0]]
+    assert points.max(axis=0).tolist() == [cols[-1] + 1, rows[-1] + 1]
+    sr = hd.sr.srread(written["sr"])
+    [g] = sr.content.get_planar_roi_measurement_groups(finding_type=codes.SCT.Nodule)
+    assert g.roi.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+    assert g.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPClassUID == pydicom.dcmread(
+        ct_image.meta["source_paths"][0], stop_before_pixels=True).SOPClassUID

@@ -7,6 +7,8 @@ cancelled and left out of the FHIR report's results.  The real chest CT is analy
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,44 @@ def sr_groups(ds: pydicom.Dataset) -> dict[str, list[tuple[str, str, Any]]]:
     return out
 
 
+def dciodvfy_errors(path: Path) -> set[str]:
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.fail("dciodvfy is not installed: apt-get install -y dicom3tools", pytrace=False)
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=120, check=False)
+    return {line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")}
+
+
+def sr_regions(path: Path, uids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
+    """The image regions of a TID 1500 SR's groups by tracking identifier (first word): (referenced SOP
+    Instance UID, points (column, row)); each a closed POLYLINE on one image of ``uids``."""
+    ds = pydicom.dcmread(path)
+    measurements = next(i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010")
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for group in measurements.ContentSequence:
+        items = list(group.ContentSequence)
+        tracking = str(next(i.TextValue for i in items if i.ConceptNameCodeSequence[0].CodeValue == "112039"))
+        scoords = [i for i in items if i.ValueType == "SCOORD"]
+        if not scoords:
+            continue
+        [sc] = scoords
+        assert sc.GraphicType == "POLYLINE" and sc.ConceptNameCodeSequence[0].CodeValue == "111030"
+        points = np.asarray(sc.GraphicData, dtype=float).reshape(-1, 2)
+        assert len(points) >= 4 and points[0].tolist() == points[-1].tolist(), f"{tracking}: not closed"
+        [ref] = next(i for i in sc.ContentSequence if i.ValueType == "IMAGE").ReferencedSOPSequence
+        assert str(ref.ReferencedSOPInstanceUID) in uids
+        out[tracking.split()[0]] = (str(ref.ReferencedSOPInstanceUID), points)
+    return out
+
+
+def assert_inside(region: tuple[str, np.ndarray], box: tuple[int, ...], uids: list[str]) -> None:
+    uid, points = region
+    z0, y0, x0, z1, y1, x1 = box
+    assert z0 <= uids.index(uid) < z1
+    assert (points[:, 0] >= x0).all() and (points[:, 0] <= x1).all()
+    assert (points[:, 1] >= y0).all() and (points[:, 1] <= y1).all()
+
+
 def test_report_json_and_masks_read_back_into_the_same_report(analysed: Analysed) -> None:
     back = read_report(analysed.folder)
     assert back.to_dict() == json.loads((analysed.folder / "report.json").read_text())
@@ -131,6 +171,23 @@ def test_a_rejected_finding_and_an_added_one_in_every_format(analysed: Analysed,
     assert ("UIDREF", "Tracking Unique Identifier", seg_segments["F1"]) in groups["F1"]  # the same object
     impression = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "C0034375")
     assert impression.ContentSequence[0].TextValue == "No mass; a 7 mm right nodule."
+    assert dciodvfy_errors(written["sr"]) == set()
+    # Both groups have an image region OHIF can draw: F1 its mask's box on its largest slice, R1 (no box)
+    # a square of its 7 mm long axis round its centre, on the slice through its centre.
+    uids = analysed.image.meta["sop_instance_uids"]
+    regions = sr_regions(written["sr"], uids)
+    assert set(regions) == {"F1", "R1"}
+    f1 = signed.findings[0]
+    assert f1.mask is not None and f1.location.bbox_index is not None
+    assert_inside(regions["F1"], f1.location.bbox_index, uids)
+    assert regions["F1"][0] == uids[int(np.argmax(f1.mask.sum(axis=(1, 2))))]
+    uid, points = regions["R1"]
+    assert uid == uids[int(round(r1.location.centroid_index[0]))]
+    spacing = float(analysed.image.spacing[2])
+    width = points[:, 0].max() - points[:, 0].min()
+    assert 7 / spacing <= width <= 7 / spacing + 2
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2
+    assert np.allclose(centre, [r1.location.centroid_index[2] + 0.5, r1.location.centroid_index[1] + 0.5], atol=1)
 
     bundle = json.loads(written["fhir"].read_text())
     resources = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
@@ -141,6 +198,56 @@ def test_a_rejected_finding_and_an_added_one_in_every_format(analysed: Analysed,
         [n["text"] for n in resources[f1]["note"]]
     assert f1 not in [x["reference"] for x in report["result"]]
     assert report["status"] == "final"
+
+
+def test_the_signed_sr_draws_the_radiologists_boxes(analysed: Analysed, tmp_path: Path) -> None:
+    """An edited finding whose box the radiologist moved and an added one with a box: the signed SR's
+    groups draw the radiologist's boxes (closed POLYLINEs on a source image), and dciodvfy accepts it."""
+    ai = read_report(analysed.folder)
+    grid = (load_masks(analysed.folder) or ({}, None))[1]
+    assert grid is not None
+    f1 = ai.findings[0]
+    assert f1.location.bbox_index is not None and f1.mask is not None
+    z0, y0, x0, z1, y1, x1 = f1.location.bbox_index
+    # the box shifted 6 voxels to the right (column +6) and shrunk by 2 voxels at its bottom row
+    new_index = np.array([[z0, y0, x0 + 6], [z1 - 1, y1 - 3, x1 - 1 + 6]], dtype=float)
+    corners = grid.index_to_patient(new_index)
+    box = [*np.minimum(corners[0], corners[1]).tolist(), *np.maximum(corners[0], corners[1]).tolist()]
+    series = ai.study.series_instance_uid
+    added_centre = grid.index_to_patient([[z0 + 2, 200, 150]])[0]
+    added_box = grid.index_to_patient([[z0 + 1, 195, 145], [z0 + 3, 205, 155]])
+    decisions = [
+        Decision("F1", "edited", "bea", "Dr Bea Rad", AT, "", validate_edit({"bbox_patient": box})),
+        Decision("R1", "added", "bea", "Dr Bea Rad", AT, "", {
+            **validate_added({"kind": "nodule", "center_patient": added_centre.tolist(), "diameter_mm": 8,
+                              "series_uid": series}),
+            "bbox_patient": [*np.minimum(*added_box).tolist(), *np.maximum(*added_box).tolist()]}),
+    ]
+    signed = apply_review(ai, decisions, signer=Reviewer("bea", "Dr Bea Rad"), signed_at=AT + 60, grid=grid)
+    e1, r1 = signed.findings
+    assert e1.location.bbox_index == (z0, y0, x0 + 6, z1, y1 - 2, x1 + 6)
+    assert r1.location.bbox_index == (z0 + 1, 195, 145, z0 + 4, 206, 156)
+    seg = pydicom.dcmread(analysed.folder / "seg.dcm")
+    written = write_report(signed, analysed.image, tmp_path, formats=["sr"], context=signed_context(signed, seg),
+                           seg=seg)
+    assert dciodvfy_errors(written["sr"]) == set()
+    uids = analysed.image.meta["sop_instance_uids"]
+    regions = sr_regions(written["sr"], uids)
+    assert set(regions) == {"F1", "R1"}
+    for f in (e1, r1):
+        assert_inside(regions[f.id], f.location.bbox_index, uids)  # type: ignore[arg-type]
+    # F1: exactly the radiologist's box, on the slice of it where the AI's mask is largest
+    uid, points = regions["F1"]
+    assert points.min(axis=0).tolist() == [x0 + 6, y0] and points.max(axis=0).tolist() == [x1 + 6, y1 - 2]
+    assert uid == uids[int(np.argmax(f1.mask.sum(axis=(1, 2))))]
+    # R1: its box, on the slice nearest its centre
+    uid, points = regions["R1"]
+    assert points.min(axis=0).tolist() == [145, 195] and points.max(axis=0).tolist() == [156, 206]
+    assert uid == uids[z0 + 2]
+    groups = sr_groups(pydicom.dcmread(written["sr"]))
+    assert ("CODE", "Radiologist review", "Edited by radiologist") in groups["F1"]
+    assert [i for i in groups["F1"] if i[1] == "Long axis"]  # the measurements are kept
+    assert ("NUM", "Long axis", 8.0) in groups["R1"]
 
 
 def test_the_signed_sr_keeps_the_analysis_tracking_uids(analysed: Analysed) -> None:

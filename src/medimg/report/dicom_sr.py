@@ -5,9 +5,18 @@ Content (one Imaging Measurement Report, LOINC "CT Chest" as the procedure for t
 * observer: the device "medimg" (a stable Device Observer UID per medimg version);
 * one measurement group per finding, then one per anatomical structure:
 
-  - with the SEG written alongside (the normal case): a **volumetric ROI group (TID 1411)** whose
-    region is the SEG segment of that object (Referenced Segment, with the source CT images the
-    segment covers), tracking identifier and UID shared with the SEG segment;
+  - a finding with a location on the analysed image (mask, box or centre; the image on the source
+    images' pixel grid): a **planar ROI group (TID 1410)** whose Image Region is a 2-D SCOORD, a closed
+    POLYLINE (5 points) round the finding's box on its key slice -- the slice where its mask is largest,
+    the box the mask's bounding box there -- in pixel coordinates (column, row; (0, 0) the top-left
+    corner of the top-left pixel) of that slice's source image, which it references (SOP Class and
+    Instance UID).  That is what viewers such as OHIF (cornerstone-dicom-sr) draw.  After review, an
+    edited finding whose box the radiologist moved or resized gets the radiologist's box, an added one
+    its box (or a square of its long axis round its centre) on the slice nearest its centre.  The
+    tracking UID stays the SEG segment's, so the group still names that segment's object;
+  - otherwise, with the SEG written alongside (structures, the normal case): a **volumetric ROI group
+    (TID 1411)** whose region is the SEG segment of that object (Referenced Segment, with the source CT
+    images the segment covers), tracking identifier and UID shared with the SEG segment;
   - without a SEG: an image-level group (TID 1501) listing the source CT images the object covers;
 
   each with finding category (Morphologically Abnormal Structure / Anatomical Structure), finding
@@ -29,7 +38,7 @@ the radiologist as person observer next to the device, and the review marked in 
 measurement group: a qualitative evaluation "Radiologist review" (local ``99MEDIMG`` codes accepted /
 edited / rejected / added / not reviewed), for an edited measurement the AI's original value beside the
 radiologist's (concept "AI original <name>"), no measurements for a rejected finding, and a group per
-finding the radiologist added (image-level, on the slice nearest its centre).  The impression stands
+finding the radiologist added (planar, on the slice nearest its centre).  The impression stands
 in a TEXT item (DCM 121073 "Impression") under "Qualitative Evaluations" (UMLS C0034375), as TID 1500
 allows.
 """
@@ -172,6 +181,18 @@ def _group(obj: Structure | Finding, seg: Dataset | None, segment_number: int | 
         common["measurements"], common["qualitative_evaluations"] = _reviewed_measurements(obj, review.of(obj.id))
         if obj.status == "added":
             del common["algorithm_id"]  # measured by a person, not an algorithm
+    if isinstance(obj, Finding):
+        region = _key_region(obj, sources, review.of(obj.id) if review is not None else None)
+        if region is not None:
+            z, (y0, x0, y1, x1) = region
+            h = sources.headers[z]
+            # A closed polyline (5 points, last == first) round the box, in pixel coordinates (column, row)
+            # of the key slice with the top-left corner of its top-left pixel at (0, 0): OHIF's
+            # cornerstone-dicom-sr draws it on that image.
+            outline = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
+            drawn = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=outline,
+                                      source_image=hd.sr.SourceImageForRegion(h.SOPClassUID, h.SOPInstanceUID))
+            return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(referenced_region=drawn, **common)
     frames = _covered_frames(obj.mask, sources) if obj.mask is not None else _nearest_frames(obj, sources)
     if seg is not None and segment_number is not None:
         # A few images are listed one by one; a large structure refers to the source series.
@@ -187,6 +208,72 @@ def _group(obj: Structure | Finding, seg: Dataset | None, segment_number: int | 
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         source_images=[hd.sr.SourceImageForMeasurementGroup(h.SOPClassUID, h.SOPInstanceUID)
                        for h in frames], **common)
+
+
+def _key_region(f: Finding, sources: SourceFrames,
+                entry: FindingReview | None) -> tuple[int, tuple[int, int, int, int]] | None:
+    """A finding's key slice and its box there: ``(z, (y0, x0, y1, x1))``, ends exclusive, on the
+    analysed grid (= the source images' pixel grid, which ``sources.aligned`` guarantees); ``None`` when
+    the finding has no location on that grid.
+
+    The key slice is the one where the finding's mask has the largest area (within the box, when the
+    finding has one), the box the mask's bounding box there -- unless a radiologist drew the box (an
+    edited finding whose box was moved or resized, or an added finding): then the box is theirs, on the
+    slice of the box where the mask is largest, else the slice nearest the finding's centre.  An added
+    finding with a centre but no box gets a square of its long axis round its centre."""
+    if not sources.aligned or not sources.headers:
+        return None
+    nz = len(sources.headers)
+    ny, nx = int(sources.first.Rows), int(sources.first.Columns)
+    loc = f.location
+    mask = f.mask if f.mask is not None and f.mask.shape == (nz, ny, nx) and f.mask.any() else None
+    drawn = f.status == "added" or (f.status == "edited" and entry is not None
+                                    and "bbox_patient" in (entry.original or {}))
+    box = None
+    if loc.bbox_index is not None:
+        z0, y0, x0, z1, y1, x1 = (int(v) for v in loc.bbox_index)
+        z0, y0, x0 = max(z0, 0), max(y0, 0), max(x0, 0)
+        z1, y1, x1 = min(z1, nz), min(y1, ny), min(x1, nx)
+        if z0 < z1 and y0 < y1 and x0 < x1:
+            box = (z0, y0, x0, z1, y1, x1)
+
+    def nearest(lo: int, hi: int) -> int:
+        c = loc.centroid_index
+        z = int(round(float(c[0]))) if c is not None and np.isfinite(c[0]) else (lo + hi - 1) // 2
+        return min(max(z, lo), hi - 1)
+
+    if box is not None:
+        z0, y0, x0, z1, y1, x1 = box
+        inside = None
+        if mask is not None:
+            inside = np.zeros_like(mask)
+            inside[z0:z1, y0:y1, x0:x1] = mask[z0:z1, y0:y1, x0:x1]
+            inside = inside if inside.any() else None
+        if drawn or inside is None:
+            z = int(np.argmax(inside.sum(axis=(1, 2)))) if inside is not None else nearest(z0, z1)
+            return z, (y0, x0, y1, x1)
+        mask = inside
+    if mask is not None:
+        z = int(np.argmax(mask.sum(axis=(1, 2))))
+        rows = np.flatnonzero(mask[z].any(axis=1))
+        cols = np.flatnonzero(mask[z].any(axis=0))
+        return z, (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+    c = loc.centroid_index
+    if c is None or not all(np.isfinite(v) for v in c):
+        return None
+    z = int(round(float(c[0])))
+    if not 0 <= z < nz:
+        return None
+    size = f.measurement("long_axis_diameter")
+    spacing = [float(v) for v in sources.first.PixelSpacing]  # row, column spacing (mm)
+    diameter = float(size.value) if size is not None and np.isfinite(size.value) and size.value > 0 else 0.0
+    half_r, half_c = max(diameter / 2 / spacing[0], 0.5), max(diameter / 2 / spacing[1], 0.5)
+    cy, cx = float(c[1]) + 0.5, float(c[2]) + 0.5  # the centre of the centre pixel
+    y0, y1 = max(int(np.floor(cy - half_r)), 0), min(int(np.ceil(cy + half_r)), ny)
+    x0, x1 = max(int(np.floor(cx - half_c)), 0), min(int(np.ceil(cx + half_c)), nx)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    return z, (y0, x0, y1, x1)
 
 
 def _nearest_frames(obj: Structure | Finding, sources: SourceFrames) -> list[Dataset]:
