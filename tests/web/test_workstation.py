@@ -346,6 +346,8 @@ def test_viewer_layouts_compare_mpr_and_3d(ada: Any, ws: Workstation) -> None:
     took["mpr_s"] = round(time.monotonic() - t0, 2)
     totals = sorted(slice_of(page, i)[1] for i in range(3))
     assert totals[0] == 64 and totals[1] > 64, totals  # axial: the slices; sagittal, coronal: the columns, rows
+    # the slice carries over from Compare (in patient coordinates)
+    wait_until(lambda: slice_of(page, 0)[0] == a0 - 3, 10, "the axial pane on the slice shown in Compare")
     time.sleep(2)
     for i, name in enumerate(("axial", "sagittal", "coronal")):
         assert_image_shown(pixels(page, "viewer-canvas" if i == 0 else f"viewer-canvas-{i}"), f"the {name} pane")
@@ -368,6 +370,7 @@ def test_viewer_layouts_compare_mpr_and_3d(ada: Any, ws: Workstation) -> None:
     page.wait_for_selector("[data-testid=viewer-viewport-0][data-kind='3d']", timeout=T_3D)
     wait_until(lambda: rendered_3d(page), T_3D / 1000, "a 3-D rendering")
     took["3d_s"] = round(time.monotonic() - t0, 2)
+    assert page.get_by_test_id("viewer-orientation-marker").count() == 1
     shot(page, "06-study-3d")
     MEASURED["layouts"] = took
     write_json("timings.json", MEASURED)

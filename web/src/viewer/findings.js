@@ -267,6 +267,7 @@ export class FindingLayer {
   }
 
   draw() {
+    this.placedLabels = new Map();
     for (const item of this.items.values()) {
       if (item.uid) continue;
       item.uid = this.addAnnotation(item.geo);
@@ -306,6 +307,7 @@ export class FindingLayer {
       const r = geo.diameter / 2;
       points = [centre, [0, 1, 2].map((i) => centre[i] + r * this.geom.row[i])];
     }
+    const labelAt = this.labelPosition(geo, planeZ);
     const ann = {
       annotationUID: `medimg-finding-${this.seriesUid}-${geo.id}-${Math.random().toString(36).slice(2, 8)}`,
       highlighted: false,
@@ -326,19 +328,67 @@ export class FindingLayer {
           points,
           activeHandleIndex: null,
           textBox: {
-            hasMoved: false,
-            worldPosition: [0, 0, 0],
+            hasMoved: Boolean(labelAt),
+            worldPosition: labelAt || [0, 0, 0],
             worldBoundingBox: { topLeft: [0, 0, 0], topRight: [0, 0, 0], bottomLeft: [0, 0, 0], bottomRight: [0, 0, 0] },
           },
         },
         label: geo.lines[0],
         cachedStats: {},
-        medimg: { findingId: geo.id, lines: geo.lines },
+        medimg: { findingId: geo.id, lines: geo.lines, placed: Boolean(labelAt) },
       },
     };
     annotationApi.state.addAnnotation(ann, this.for);
     this.styleFor(ann.annotationUID, geo.status);
     return ann.annotationUID;
+  }
+
+  /** The outline's extent in the slice plane: {u0, u1, v0, v1}, mm along the row (u, screen right)
+   * and column (v, screen down) directions. */
+  rect2d(geo) {
+    const { row, col } = this.geom;
+    const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    if (geo.box) {
+      const lo = geo.box.slice(0, 3);
+      const hi = geo.box.slice(3, 6);
+      const us = [dot(lo, row), dot(hi, row)];
+      const vs = [dot(lo, col), dot(hi, col)];
+      return { u0: Math.min(...us), u1: Math.max(...us), v0: Math.min(...vs), v1: Math.max(...vs) };
+    }
+    const r = geo.diameter / 2;
+    const u = dot(geo.centre, row);
+    const v = dot(geo.centre, col);
+    return { u0: u - r, u1: u + r, v0: v - r, v1: v + r };
+  }
+
+  /** Where the label goes so that it covers no other outline (nor another label) on the slice: null
+   * for Cornerstone's place (right of the outline, following it), else the text box's top-left
+   * corner (patient mm) on the left, above or below.  The label's size is estimated in mm at the
+   * fitted zoom (about 0.5 mm a screen pixel for a chest CT). */
+  labelPosition(geo, planePoint) {
+    const MM_PX = 0.5;
+    const a = this.rect2d(geo);
+    const chars = Math.max(...geo.lines.map((l) => l.length));
+    const W = (chars * 7.2 + 8) * MM_PX;
+    const H = (geo.lines.length * 16 + 4) * MM_PX;
+    const g = 4;
+    const vc = (a.v0 + a.v1) / 2;
+    const cands = [
+      { u0: a.u1 + g, u1: a.u1 + g + W, v0: vc - H / 2, v1: vc + H, dflt: true },
+      { u0: a.u0 - g - W, u1: a.u0 - g, v0: vc - H / 2, v1: vc + H / 2 },
+      { u0: a.u0, u1: a.u0 + W, v0: a.v0 - g - H, v1: a.v0 - g },
+      { u0: a.u0, u1: a.u0 + W, v0: a.v1 + g, v1: a.v1 + g + H },
+    ];
+    const others = [...this.items.values()].filter((it) => it.geo.id !== geo.id && it.geo.slice === geo.slice && it.geo.centre).map((it) => this.rect2d(it.geo));
+    const placed = this.placedLabels?.get(geo.slice) || [];
+    const hit = (c, r) => c.u0 < r.u1 && c.u1 > r.u0 && c.v0 < r.v1 && c.v1 > r.v0;
+    const pick = cands.find((c) => !others.some((r) => hit(c, r)) && !placed.some((r) => hit(c, r))) || cands[0];
+    if (this.placedLabels) this.placedLabels.set(geo.slice, [...placed, pick]);
+    if (pick.dflt) return null;
+    const { row, col } = this.geom;
+    const du = pick.u0 - (planePoint[0] * row[0] + planePoint[1] * row[1] + planePoint[2] * row[2]);
+    const dv = pick.v0 - (planePoint[0] * col[0] + planePoint[1] * col[1] + planePoint[2] * col[2]);
+    return [0, 1, 2].map((i) => planePoint[i] + du * row[i] + dv * col[i]);
   }
 
   styleFor(uid, status) {
@@ -378,6 +428,11 @@ export class FindingLayer {
     if (!annotation || changeType !== ToolEnums.ChangeTypes.HandlesUpdated) return;
     const id = this.byUid.get(annotation.annotationUID);
     if (id === undefined) return;
+    // a label placed beside the outline follows it again once the outline is moved
+    if (annotation.data?.medimg?.placed && annotation.data.handles?.textBox) {
+      annotation.data.medimg.placed = false;
+      annotation.data.handles.textBox.hasMoved = false;
+    }
     // dragging sends many; report once the outline rests
     clearTimeout(this.pending.get(id));
     this.pending.set(

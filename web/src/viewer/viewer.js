@@ -17,6 +17,7 @@ import { ensureCornerstone } from "./cornerstone.js";
 import { DicomWeb, buildStack, describe, isImageSeries, pickMainSeriesOfInstances, registerMetadata, tagValue } from "./dicomweb.js";
 import { FindingCircleTool, FindingLayer, FindingRectangleTool, StackGeometry } from "./findings.js";
 import { HeatmapOverlay } from "./heatmap.js";
+import { AxesMarker } from "./axes.js";
 import { ICONS } from "./icons.js";
 import { ViewportOverlay, esc } from "./overlay.js";
 import { VOLUME_PRESETS, WINDOW_PRESETS, presetByName, voiRange, widthCenter } from "./presets.js";
@@ -324,6 +325,24 @@ export class Viewer {
       this._resizeRaf = null;
       if (this.engine && !this.destroyed) {
         this.engine.resize(true, true);
+        if (this._refitMpr) {
+          // the panes have their size only now: fit the volume again, on the same slices
+          this._refitMpr = false;
+          const vps = this.panes.filter((p) => p.kind === "volume" && p.viewport);
+          const keep = this._mprKeep;
+          for (const p of vps) this.fitVolumePane(p, keep || undefined);
+          if (keep) this.slideVolumesTo(keep);
+          else this.engine.renderViewports(vps.map((p) => p.viewportId));
+        }
+        if (this._refit3d) {
+          // the same for the 3-D pane: framed once it has its size
+          this._refit3d = false;
+          const p3 = this.panes.find((p) => p.kind === "3d" && p.viewport && p.series?.volume);
+          if (p3) {
+            this.fit3d(p3);
+            p3.viewport.render();
+          }
+        }
         for (const p of this.panes) this.refreshPane(p);
       }
     });
@@ -560,6 +579,12 @@ export class Viewer {
     if (pane.kind === "3d") {
       pane.overlay.update(vp, {});
       pane.overlay.clearOrientation();
+      if (!pane.axes) pane.axes = new AxesMarker(pane.el);
+      try {
+        pane.axes.update(vp.getCamera());
+      } catch {
+        /* no camera yet */
+      }
       const surf = this.series.current?.surface;
       if (surf?.segmentationId && styleSurfaceActors(vp, surf.segmentationId, surf.structures || [])) vp.render();
       return;
@@ -647,6 +672,7 @@ export class Viewer {
       p.overlay.destroy();
       p.heat?.destroy();
       p.segCanvas?.destroy();
+      p.axes?.destroy();
       p.el.remove();
     }
     this.panes = [];
@@ -687,6 +713,8 @@ export class Viewer {
     }
     if (token !== this._layoutToken || this.destroyed) return;
     this.applyTool();
+    // the crosshairs, set up by applyTool, may have moved the panes: back to the kept slice
+    if (name === "mpr" && keep?.point) this.slideVolumesTo(keep.point);
     this.setActivePane(this.panes[0]);
     this.markButtons();
     this.scheduleResize();
@@ -962,8 +990,48 @@ export class Viewer {
     const voi = synchronizers.createVOISynchronizer(voiId, { syncInvertState: true, syncColormap: false });
     for (const id of ids) voi.add({ renderingEngineId: this.engine.id, viewportId: id });
     this.syncs.push({ id: voiId });
-    if (keep?.point) this.centreVolumes(keep.point, false);
+    // the whole volume fitted in each pane, on the slice the radiologist was on (the fit is done
+    // again once the panes have their final size: see scheduleResize)
+    for (const p of panes) this.fitVolumePane(p, keep?.point);
+    this._mprKeep = keep?.point || null;
+    this._refitMpr = true;
     this.engine.renderViewports(ids);
+  }
+
+  /** Reset a volume pane's camera to fit the whole volume, then move it along its normal only to
+   * the plane through `point` (patient mm; default: the plane it shows now). */
+  fitVolumePane(p, point) {
+    const vp = p.viewport;
+    if (!vp) return;
+    const at = point || vp.getCamera().focalPoint;
+    vp.resetCamera({ resetPan: true, resetZoom: true, resetToCenter: true });
+    this.slidePane(p, at);
+  }
+
+  /** Move a volume pane along its view-plane normal to the plane through `point` (no pan). */
+  slidePane(p, point) {
+    const vp = p.viewport;
+    const cam = vp.getCamera();
+    const n = cam.viewPlaneNormal;
+    const d = [0, 1, 2].reduce((a, i) => a + (point[i] - cam.focalPoint[i]) * n[i], 0);
+    if (Math.abs(d) < 1e-6) return;
+    vp.setCamera({
+      focalPoint: cam.focalPoint.map((v, i) => v + d * n[i]),
+      position: cam.position.map((v, i) => v + d * n[i]),
+    });
+  }
+
+  /** Every MPR pane through `point` (along their normals), the crosshairs centred there. */
+  slideVolumesTo(point) {
+    const vps = this.panes.filter((p) => p.kind === "volume" && p.viewport);
+    for (const p of vps) this.slidePane(p, point);
+    const xh = this.groups?.mpr?.getToolInstance?.(CrosshairsTool.toolName);
+    try {
+      xh?.setToolCenter?.(point);
+    } catch {
+      /* crosshairs not initialised */
+    }
+    this.engine.renderViewports(vps.map((p) => p.viewportId));
   }
 
   async layout3d() {
@@ -1016,9 +1084,46 @@ export class Viewer {
     p.viewport.resetCamera();
     if (this.surfacesOn) await this.showSurfaces(true);
     if (!this.panes.includes(p)) return;
-    p.viewport.resetCamera();
-    p.viewport.setZoom?.(0.9);
+    this.fit3d(p);
+    this._refit3d = true;
     p.viewport.render();
+  }
+
+  /** 3-D: camera from the front, head up, framing everything shown (volume and every surface) with a
+   * margin, and a clipping range that takes in all of it. */
+  fit3d(p) {
+    const vp = p.viewport;
+    vp.setCamera({ viewPlaneNormal: [0, -1, 0], viewUp: [0, 0, 1] });
+    vp.resetCamera();
+    const ren = vp.getRenderer?.();
+    const b = ren?.computeVisiblePropBounds?.();
+    if (!b || !b.every(Number.isFinite) || b[0] > b[1]) return;
+    const cam = vp.getCamera();
+    const n = cam.viewPlaneNormal;
+    const up = cam.viewUp;
+    const right = [up[1] * n[2] - up[2] * n[1], up[2] * n[0] - up[0] * n[2], up[0] * n[1] - up[1] * n[0]];
+    const c = [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2];
+    let w = 0;
+    let h = 0;
+    let r = 0;
+    for (const x of [b[0], b[1]])
+      for (const y of [b[2], b[3]])
+        for (const z of [b[4], b[5]]) {
+          const d = [x - c[0], y - c[1], z - c[2]];
+          w = Math.max(w, Math.abs(d[0] * right[0] + d[1] * right[1] + d[2] * right[2]));
+          h = Math.max(h, Math.abs(d[0] * up[0] + d[1] * up[1] + d[2] * up[2]));
+          r = Math.max(r, Math.hypot(...d));
+        }
+    const aspect = Math.max(0.1, (p.canvas.clientWidth || 1) / (p.canvas.clientHeight || 1));
+    const dist = 3 * r + 10;
+    vp.setCamera({
+      focalPoint: c,
+      position: c.map((v, i) => v + dist * n[i]),
+      parallelScale: 1.12 * Math.max(h, w / aspect),
+    });
+    vp.setInitialCamera?.(vp.getCamera());
+    // near and far planes around the whole scene, whatever the rotation
+    ren.getActiveCamera().setClippingRange(Math.max(0.1, dist - 2 * r), dist + 2 * r);
   }
 
   volumeActor(p) {
@@ -1139,8 +1244,7 @@ export class Viewer {
       if (!vp) continue;
       vp.resetCamera();
       if (p.kind === "3d") {
-        vp.setCamera({ viewPlaneNormal: [0, -1, 0], viewUp: [0, 0, 1] });
-        vp.resetCamera();
+        this.fit3d(p);
       } else if (p.kind === "stack") {
         vp.resetProperties?.();
         if (this.invert) vp.setProperties({ invert: true });

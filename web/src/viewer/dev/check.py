@@ -290,5 +290,42 @@ def sc_3d(page, out):
     shot(page, out, "3d")
 
 
+def sc_carry(page, out):
+    """Stack at slice 48 -> MPR -> Stack -> Compare (scroll) -> MPR: the slice carries over each way."""
+    wait_loaded(page)
+    page.evaluate("window.viewer.scroll(48 - window.viewer.getState().slice)")
+    page.wait_for_timeout(800)
+    seen = [("single", page.evaluate("window.viewer.getState().slice"))]
+    for name in ("mpr", "single", "compare", "mpr", "single"):
+        page.get_by_test_id(f"viewer-layout-{name}").click()
+        page.wait_for_function("window.viewer.getLayout() === '%s'" % name)
+        page.wait_for_timeout(3000)
+        seen.append((name, page.evaluate("window.viewer.getState().slice")))
+        if name == "compare":
+            page.evaluate("window.viewer.scroll(-3)")
+            page.wait_for_timeout(800)
+            seen.append(("compare-3", page.evaluate("window.viewer.getState().slice")))
+        if name == "mpr":
+            shot(page, out, f"carry-mpr-{len(seen)}")
+    print("carry", seen)
+
+
+def sc_labels(page, out):
+    """F1 and a nodule R1 drawn just to its left (as in the review test): the labels cover no outline."""
+    page.wait_for_function("window.viewer.getState().findings.length > 0", timeout=30000)
+    page.evaluate("""() => {
+      const layer = window.viewer._internal ? null : null;
+      const f1 = window.__devReview.findings.find((f) => f.id === 'F1');
+      const b = f1.bbox_patient || f1.location.bbox_patient;
+      const c = f1.center_patient || f1.location.centroid_patient;
+      const r1 = {id: 'R1', kind: 'nodule', status: 'added', diameter_mm: 30.9, series_uid: f1.series_uid,
+                  center_patient: [c[0] - 60, c[1] - 25, -204]};
+      window.viewer.setFindings([f1, r1]);
+      window.viewer.jumpToFinding('F1');
+    }""")
+    page.wait_for_timeout(1200)
+    shot(page, out, "labels")
+
+
 if __name__ == "__main__":
     main()

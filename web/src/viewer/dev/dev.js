@@ -34,6 +34,7 @@ async function main() {
   }
   window.__viewerEvents = [];
   const review = q.get("findings") === "0" ? { findings: [], report: null } : await reviewOf(study);
+  window.__devReview = review;
   const viewer = mountViewer(document.getElementById("viewer"), {
     dicomwebRoot: q.get("dicomweb") || "/dicomweb",
     apiRoot: api,
