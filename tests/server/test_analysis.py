@@ -41,6 +41,9 @@ from medimg.server import worklist as wl
 from medimg.server.notify import WebhookNotifier
 from medimg.store import Store
 
+# one worker runs the whole module: its module-scoped server (and analysis) is built once
+pytestmark = pytest.mark.xdist_group("test_analysis")
+
 T = TypeVar("T")
 TERMINAL = ("ready", "failed", "skipped")
 

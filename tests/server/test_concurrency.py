@@ -28,7 +28,7 @@ from peers import PEER_ENV
 
 from medimg.store.part10 import split_part10
 
-pytestmark = pytest.mark.peer
+pytestmark = [pytest.mark.peer, pytest.mark.xdist_group("test_concurrency")]
 
 
 def _dataset_sha(path: Path) -> str:

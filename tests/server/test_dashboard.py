@@ -31,6 +31,9 @@ from medimg.server.dashboard import dashboard, iso_week, record_inputs
 from medimg.store import Store
 from medimg.store import schema as t
 
+# one worker runs the whole module: its module-scoped server (and analysis) is built once
+pytestmark = pytest.mark.xdist_group("test_dashboard")
+
 
 def add_review(store: Store, analysis_id: int, decisions: dict[str, str], at: float) -> None:
     """A review record as server/review.py keeps it: one row per decided finding."""

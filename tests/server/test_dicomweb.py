@@ -24,7 +24,7 @@ from pydicom.encaps import get_frame
 
 from medimg.server.config import Limits
 
-pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning"), pytest.mark.xdist_group("test_dicomweb")]
 
 MAX_RESULTS = 100
 OCTET_ANY = "multipart/related; type=application/octet-stream; transfer-syntax=*"  # cornerstone's Accept

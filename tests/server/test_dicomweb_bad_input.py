@@ -20,6 +20,9 @@ from peers import start_medimg
 
 from medimg.server.config import Limits
 
+# one worker runs the whole module: its module-scoped server (and analysis) is built once
+pytestmark = pytest.mark.xdist_group("test_dicomweb_bad_input")
+
 BODY_LIMIT = 4 << 20
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary={}'
 

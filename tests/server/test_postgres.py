@@ -30,7 +30,7 @@ from medimg.store import Store, find
 from medimg.store.admin import import_paths
 from medimg.store.part10 import split_part10
 
-pytestmark = pytest.mark.peer
+pytestmark = [pytest.mark.peer, pytest.mark.xdist_group("test_postgres")]
 
 
 def _pg_bin() -> Path:

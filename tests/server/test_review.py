@@ -27,7 +27,7 @@ from medimg.report.json_writer import validate_report_dict
 from medimg.server import Peer
 from medimg.store import schema as t
 
-pytestmark = [pytest.mark.slow, pytest.mark.peer]
+pytestmark = [pytest.mark.slow, pytest.mark.peer, pytest.mark.xdist_group("test_review")]
 
 NEW_LONG_AXIS = 38.0
 ADDED_CENTRE = [-60.0, 180.0, -150.0]

@@ -17,7 +17,7 @@ from workstation_helpers import add_users, put_study, signed_in, wait_for
 
 from medimg.server import worklist as wl
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_review_2d")]
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from medimg.report.signoff import (
     validate_edit,
 )
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_review_report")]
 AT = 1_700_000_000.0  # a fixed time: these tests never read the clock
 
 
