@@ -1,6 +1,7 @@
-// The bridge to the image viewer (web/src/viewer, Cornerstone3D), loaded on demand so that the
-// worklist and the dashboard never download it.  If the viewer module is missing from a build the
-// study page still works (a placeholder takes its place).
+// The bridge to the image viewer (web/src/viewer, Cornerstone3D), loaded on demand: the worklist and
+// the dashboard render without it (the worklist fetches it once it is on screen and the browser is
+// idle).  If the viewer module is missing from a build the study page still works (a placeholder
+// takes its place).
 import { h } from "./dom.js";
 import { icon } from "./ui/icons.js";
 

@@ -8,12 +8,23 @@ import { liveState, onLiveState, subscribe } from "../live.js";
 import { href, navigate, setQuery } from "../router.js";
 import { PRIORITY, STATE, priorityBadge, qualityBadge, stateBadge, studyState } from "../ui/badges.js";
 import { icon } from "../ui/icons.js";
+import { loadViewerModule } from "../viewer-host.js";
 
 const PAGE = 50;
 
 let lastSearch = "";
 
 /** The worklist as the user left it (its filters), for "back to the worklist". */
+/**
+ * Fetch the viewer's code once the worklist is on screen and the browser is idle, so the first study
+ * opened in a session does not wait for the viewer chunk (~4 MB): the worklist itself stays light.
+ */
+function prefetchViewer() {
+  const run = () => loadViewerModule().catch(() => {});
+  if ("requestIdleCallback" in window) window.requestIdleCallback(run, { timeout: 3000 });
+  else setTimeout(run, 1000);
+}
+
 export function worklistPath() {
   return `/${lastSearch}`;
 }
@@ -245,6 +256,7 @@ export function worklistScreen({ query }) {
       state.error = null;
       errorEl.hidden = true;
       paintRows();
+      if (firstLoad) prefetchViewer();
       firstLoad = false;
     } catch (err) {
       if (err.name === "AbortError") return;
