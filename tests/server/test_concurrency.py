@@ -100,11 +100,17 @@ def _multipart(files: list[Path]) -> tuple[bytes, str]:
 
 
 def _pynetdicom_sender(port: int, files: list[Path], statuses: list[int], lock: threading.Lock) -> None:
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
+
+    from medimg.server.dicom_node import _tune_requestor
 
     ae = AE(ae_title="PYSCU")
     ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2"])
-    assoc = ae.associate("127.0.0.1", port, ae_title="MEDIMG")
+    # plain pynetdicom as a requestor loses a C-STORE response about once in a thousand (its reactor
+    # can take the reply meant for send_c_store: "Received unexpected C-STORE service message", then a
+    # DIMSE timeout and an abort); the sender side of this test gets the same fix medimg's own SCU uses
+    assoc = ae.associate("127.0.0.1", port, ae_title="MEDIMG",
+                         evt_handlers=[(evt.EVT_CONN_OPEN, lambda e: _tune_requestor(e, True, 1 << 20))])
     assert assoc.is_established
     try:
         for f in files:

@@ -349,11 +349,14 @@ class AnalysisService:
                     log.exception("analysis service: %s failed", step.__name__)
 
     def _event(self, action: str, study_uid: str | None, detail: Mapping[str, Any],
-               actor: str = "system") -> None:
-        try:
-            self.store.log_event(actor, action, study_uid, detail)
-        except Exception:
-            log.exception("cannot record event %s of %s", action, study_uid)
+               actor: str = "system", record: bool = True) -> None:
+        """Record an event in the store (unless already written with the change it records) and
+        publish it to live clients."""
+        if record:
+            try:
+                self.store.log_event(actor, action, study_uid, detail)
+            except Exception:
+                log.exception("cannot record event %s of %s", action, study_uid)
         hub = getattr(self.server, "hub", None)  # live updates (server/live.py)
         if hub is not None:
             hub.study_event(self.store, study_uid, action, actor, detail)
@@ -579,18 +582,20 @@ class AnalysisService:
                     self.max_attempts, error)
         if trace:
             log.debug("%s", trace)
+        failed = {"analysis_id": run.analysis_id, "attempts": run.attempt, "error": error}
         with self._db.begin() as conn:
             if final:
                 conn.execute(update(a).where(a.c.id == run.analysis_id)
                              .values(status="failed", error=error, finished=now))
                 conn.execute(update(s).where(s.c.study_uid == run.study_uid).values(status="failed"))
+                # in the same transaction: whoever sees the study failed also sees why
+                self.store.log_event("system", "analysis_failed", run.study_uid, failed, conn=conn)
             else:
                 delay = min(MAX_BACKOFF, self.retry_seconds * 2 ** (run.attempt - 1))
                 conn.execute(update(a).where(a.c.id == run.analysis_id)
                              .values(status="queued", error=error, not_before=now + delay))
         if final:
-            self._event("analysis_failed", run.study_uid, {"analysis_id": run.analysis_id,
-                                                           "attempts": run.attempt, "error": error})
+            self._event("analysis_failed", run.study_uid, failed, record=False)
             self._after_terminal(run.study_uid)
         else:
             self._event("analysis_error", run.study_uid,
@@ -619,6 +624,13 @@ class AnalysisService:
         status = "done" if complete else "refused"
         priority = result.get("priority") or ""
         a, s = t.analyses, t.studies
+        detail = {"analysis_id": run.analysis_id, "attempt": run.attempt, "protocol": result.get("protocol"),
+                  "priority": priority, "key_finding": result.get("key_finding"),
+                  "quality": result.get("quality"), "outputs": result.get("files", []),
+                  "priors_given": result.get("priors_given", 0)}
+        if not complete:
+            detail.update(refusal=result.get("refusal_kind"), reason=_clip(result.get("refusal", ""), 500))
+        action = "analysis_done" if complete else "analysis_refused"
         with self._db.begin() as conn:
             conn.execute(update(a).where(a.c.id == run.analysis_id).values(
                 status=status, protocol=result.get("protocol", "")[:64], priority=priority[:16],
@@ -627,13 +639,9 @@ class AnalysisService:
                 report_dir=f"reports/{run.analysis_id}", error="", finished=time.time()))
             conn.execute(update(s).where(s.c.study_uid == run.study_uid)
                          .values(status="ready" if complete else "skipped"))
-        detail = {"analysis_id": run.analysis_id, "attempt": run.attempt, "protocol": result.get("protocol"),
-                  "priority": priority, "key_finding": result.get("key_finding"),
-                  "quality": result.get("quality"), "outputs": result.get("files", []),
-                  "priors_given": result.get("priors_given", 0)}
-        if not complete:
-            detail.update(refusal=result.get("refusal_kind"), reason=_clip(result.get("refusal", ""), 500))
-        self._event("analysis_done" if complete else "analysis_refused", run.study_uid, detail)
+            # in the same transaction: whoever sees the study finished also sees why
+            self.store.log_event("system", action, run.study_uid, detail, conn=conn)
+        self._event(action, run.study_uid, detail, record=False)
         from .dashboard import record_inputs
 
         record_inputs(self._db, run.analysis_id, result)  # for the quality dashboard; never raises

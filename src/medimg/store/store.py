@@ -441,14 +441,18 @@ class Store:
 
     # ------------------------------------------------------------------------------ events
     def log_event(self, actor: str, action: str, study_uid: str | None = None,
-                  detail: Mapping[str, Any] | None = None) -> None:
-        """Append to the audit trail (who did what, when)."""
-        with self._lock, self._writer.begin() as conn:
-            study_pk = None
-            if study_uid:
-                study_pk = conn.execute(select(t.studies.c.id).where(t.studies.c.study_uid == study_uid)).scalar()
-            conn.execute(insert(t.events).values(at=time.time(), actor=actor[:128], action=action[:64],
-                                                 study_pk=study_pk, detail=json.dumps(dict(detail or {}))))
+                  detail: Mapping[str, Any] | None = None, conn: Any = None) -> None:
+        """Append to the audit trail (who did what, when).  With ``conn`` (an open transaction) the row
+        is written in that transaction, so it becomes visible together with the change it records."""
+        if conn is None:
+            with self._lock, self._writer.begin() as own:
+                self.log_event(actor, action, study_uid, detail, conn=own)
+            return
+        study_pk = None
+        if study_uid:
+            study_pk = conn.execute(select(t.studies.c.id).where(t.studies.c.study_uid == study_uid)).scalar()
+        conn.execute(insert(t.events).values(at=time.time(), actor=actor[:128], action=action[:64],
+                                             study_pk=study_pk, detail=json.dumps(dict(detail or {}))))
 
     def events(self, study_uid: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         q = select(t.events.c.at, t.events.c.actor, t.events.c.action, t.events.c.detail,
