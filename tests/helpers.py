@@ -7,6 +7,7 @@ importable from every test folder.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +43,35 @@ def part10_files(folder: Path) -> list[Path]:
                 if fh.read(132)[128:132] == b"DICM":
                     out.append(p)
     return out
+
+
+def put_concurrently(store: Any, study: list[tuple[bytes, str]], senders: int = 10) -> tuple[list[Any], list[BaseException]]:
+    """``senders`` threads each offer every (data set, transfer syntax) of ``study`` to
+    ``store.put_dataset`` at once, each in its own (seeded) order.  Returns every result and every
+    exception raised."""
+    import random
+    import threading
+
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def sender(seed: int) -> None:
+        order = list(study)
+        random.Random(seed).shuffle(order)
+        for ds, ts in order:
+            try:
+                r = store.put_dataset(ds, ts)
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+                continue
+            with lock:
+                results.append(r)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results, errors

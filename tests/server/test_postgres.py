@@ -12,12 +12,10 @@ import hashlib
 import json
 import os
 import pwd
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ import pydicom
 import pytest
 from peers import PEER_ENV, free_port, wait_port
 
+from helpers import put_concurrently
 from medimg.store import Store, find
 from medimg.store.admin import import_paths
 from medimg.store.part10 import split_part10
@@ -188,26 +187,9 @@ def test_conflict_policies(tmp_path: Path, pg_url: str, ct_files: list[Path]) ->
 
 def test_concurrent_senders(tmp_path: Path, pg_url: str, ct_files: list[Path]) -> None:
     study = [_dataset(f) for f in ct_files[:50]]
-    outcomes: Counter[str] = Counter()
-    errors: list[BaseException] = []
-    lock = threading.Lock()
     with Store(tmp_path / "s", pg_url) as store:
-        def sender(seed: int) -> None:
-            order = list(study)
-            random.Random(seed).shuffle(order)
-            for ds, ts in order:
-                try:
-                    r = store.put_dataset(ds, ts)
-                except BaseException as exc:
-                    errors.append(exc)
-                    continue
-                with lock:
-                    outcomes[r.outcome] += 1
-        threads = [threading.Thread(target=sender, args=(i,)) for i in range(10)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        results, errors = put_concurrently(store, study)
+        outcomes = Counter(r.outcome for r in results)
         assert errors == []
         assert outcomes == {"stored": 50, "duplicate": 450}
         assert store.count() == {"studies": 1, "series": 1, "instances": 50}

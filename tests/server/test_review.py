@@ -21,7 +21,7 @@ import httpx
 import pydicom
 import pytest
 from sqlalchemy import select
-from workstation_helpers import StoreSCP, analysed_ct, signed_in, wait_for
+from workstation_helpers import StoreSCP, analysed_ct, signed_in, sr_items, wait_for
 
 from medimg.report.json_writer import validate_report_dict
 from medimg.server import Peer
@@ -252,30 +252,6 @@ def test_signed_pdf_names_the_radiologist(ws: Ws, signed: dict[str, Any]) -> Non
     assert "Signed by Dr Ada Lovelace (radiologist)" in flat
     assert "Added by radiologist Dr Ada Lovelace" in flat
     assert "81.0 mm (AI)" in flat
-
-
-def sr_items(ds: pydicom.Dataset) -> list[tuple[str, str, Any]]:
-    """Every content item of an SR as (value type, concept meaning, value), depth first."""
-    out: list[tuple[str, str, Any]] = []
-
-    def walk(items: Any) -> None:
-        for it in items:
-            name = it.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in it else ""
-            value: Any = None
-            if it.ValueType == "NUM":
-                value = float(it.MeasuredValueSequence[0].NumericValue)
-            elif it.ValueType == "CODE":
-                value = str(it.ConceptCodeSequence[0].CodeMeaning)
-            elif it.ValueType == "TEXT":
-                value = str(it.TextValue)
-            elif it.ValueType == "PNAME":
-                value = str(it.PersonName)
-            out.append((str(it.ValueType), str(name), value))
-            if "ContentSequence" in it:
-                walk(it.ContentSequence)
-
-    walk(ds.ContentSequence)
-    return out
 
 
 def test_signed_sr_is_a_new_verified_series_of_the_study(ws: Ws, signed: dict[str, Any]) -> None:

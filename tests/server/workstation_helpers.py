@@ -58,3 +58,27 @@ def analysed_ct(folder: Path, ct_files: list[Path], **overrides: Any) -> Iterato
         yield server, uid
     finally:
         server.stop()
+
+
+def sr_items(ds: Any) -> list[tuple[str, str, Any]]:
+    """Every content item of an SR as (value type, concept meaning, value), depth first."""
+    out: list[tuple[str, str, Any]] = []
+
+    def walk(items: Any) -> None:
+        for it in items:
+            name = it.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in it else ""
+            value: Any = None
+            if it.ValueType == "NUM":
+                value = float(it.MeasuredValueSequence[0].NumericValue)
+            elif it.ValueType == "CODE":
+                value = str(it.ConceptCodeSequence[0].CodeMeaning)
+            elif it.ValueType == "TEXT":
+                value = str(it.TextValue)
+            elif it.ValueType == "PNAME":
+                value = str(it.PersonName)
+            out.append((str(it.ValueType), str(name), value))
+            if "ContentSequence" in it:
+                walk(it.ContentSequence)
+
+    walk(ds.ContentSequence)
+    return out

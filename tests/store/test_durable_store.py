@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import re
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from crafted import (
     uids,
 )
 
+from helpers import put_concurrently
 from medimg.store import InstanceRejected, Store, find
 from medimg.store.admin import import_paths
 from medimg.store.part10 import build_meta, split_part10
@@ -343,30 +343,10 @@ def test_concurrent_threads_store_each_instance_once(tmp_path: Path,
                                                      ct_datasets: list[tuple[bytes, str]]) -> None:
     """10 senders offer the same 50 instances at once, each in its own order: one row and one file
     per instance, every answer a success, exactly one 'stored' per instance."""
-    study = ct_datasets[:50]
-    outcomes: Counter[str] = Counter()
-    stored_by_uid: Counter[str] = Counter()
-    errors: list[BaseException] = []
-    lock = threading.Lock()
     with Store(tmp_path / "s") as store:
-        def sender(seed: int) -> None:
-            order = list(study)
-            random.Random(seed).shuffle(order)
-            for ds, ts in order:
-                try:
-                    r = store.put_dataset(ds, ts)
-                except BaseException as exc:
-                    errors.append(exc)
-                    continue
-                with lock:
-                    outcomes[r.outcome] += 1
-                    if r.outcome == "stored":
-                        stored_by_uid[r.sop_instance_uid] += 1
-        threads = [threading.Thread(target=sender, args=(i,)) for i in range(10)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        results, errors = put_concurrently(store, ct_datasets[:50])
+        outcomes = Counter(r.outcome for r in results)
+        stored_by_uid = Counter(r.sop_instance_uid for r in results if r.outcome == "stored")
         assert errors == []
         assert outcomes == {"stored": 50, "duplicate": 450}
         assert len(stored_by_uid) == 50 and set(stored_by_uid.values()) == {1}

@@ -41,6 +41,9 @@ from browser_env import (
     workstation_for_tests,
 )
 from PIL import Image
+from workstation_helpers import (
+    sr_items,  # importable once browser_env has put tests/server on the path
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -501,28 +504,6 @@ def test_review_accept_mark_add_withdraw_impression_and_sign(ada: Any, ws: Works
     assert page.get_by_test_id("finding-accept").count() == 0
     time.sleep(0.5)
     shot(page, "10-signed")
-
-
-def sr_items(ds: pydicom.Dataset) -> list[tuple[str, str, Any]]:
-    """Every content item of an SR as (value type, concept meaning, value), depth first."""
-    out: list[tuple[str, str, Any]] = []
-
-    def walk(items: Any) -> None:
-        for it in items:
-            name = it.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in it else ""
-            value: Any = None
-            if it.ValueType == "CODE":
-                value = str(it.ConceptCodeSequence[0].CodeMeaning)
-            elif it.ValueType == "TEXT":
-                value = str(it.TextValue)
-            elif it.ValueType == "PNAME":
-                value = str(it.PersonName)
-            out.append((str(it.ValueType), str(name), value))
-            if "ContentSequence" in it:
-                walk(it.ContentSequence)
-
-    walk(ds.ContentSequence)
-    return out
 
 
 def test_the_signed_sr_is_a_new_series_with_the_radiologist_and_the_decisions(ws: Workstation) -> None:
