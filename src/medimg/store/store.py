@@ -383,9 +383,11 @@ class Store:
                header: Header, source: str) -> StoreResult:
         digest = sha256(dataset)
         existing = self._existing(header.sop_instance_uid)
-        if existing is not None and (existing[1] == digest or self.conflict != "replace"
-                                     or self._same_content(existing, dataset, transfer_syntax)):
-            return self._duplicate_result(header, digest, existing, source, dataset, transfer_syntax)
+        if existing is not None:
+            # other bytes: compared by content once (the rare path), and the answer reused below
+            same = existing[1] == digest or self._same_content(existing, dataset, transfer_syntax)
+            if same or self.conflict != "replace":
+                return self._duplicate_result(header, digest, existing, source, dataset, transfer_syntax, same)
         try:
             rel = self._write_file(meta, dataset)
         except OSError as exc:
@@ -422,12 +424,13 @@ class Store:
                                                       transfer_syntax, self.max_instance_bytes)
 
     def _duplicate_result(self, header: Header, digest: str, existing: tuple[int, str, str],
-                          source: str, dataset: bytes | memoryview, transfer_syntax: str) -> StoreResult:
+                          source: str, dataset: bytes | memoryview, transfer_syntax: str,
+                          same: bool | None = None) -> StoreResult:
         args = (header.sop_instance_uid, header.sop_class_uid, header.study_uid, header.series_uid,
                 digest, self.root / existing[2])
         if existing[1] == digest:
             return StoreResult("duplicate", *args, reason="already stored with the same bytes")
-        if self._same_content(existing, dataset, transfer_syntax):
+        if same if same is not None else self._same_content(existing, dataset, transfer_syntax):
             return StoreResult("duplicate", *args, reason="already stored: the same content in "
                                "another encoding (the stored copy is kept)")
         self.log_event(source or "unknown", "conflict", header.study_uid,
