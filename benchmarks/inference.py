@@ -6,11 +6,11 @@ For each model the same images go through (a) medimg's wrapper (``Model.predict_
 classifiers: contract checks, ensemble, temperature-scaled softmax average; ``Model.segment_proba``
 for the vessel U-Net: MONAI sliding-window inference per member) and (b) the same networks built
 directly with MONAI and driven by hand with the same calls (``torch.inference_mode``, softmax /
-sigmoid, ``monai.inferers.sliding_window_inference``).  Input preparation (resizing, normalisation)
-is done once beforehand for both, so the figures compare the inference path only.  The table shows
-images per second (best of N repeats, medimg and plain measured alternately, to be robust to
-other load on a shared machine) and the ratio
-medimg / plain: the goal is >= 0.95 (the wrapper costs nothing measurable).  Nothing is asserted.
+sigmoid, ``monai.inferers.sliding_window_inference``, and the model's test-time views written out
+with ``torch.flip`` / ``torch.rot90``); both give the same numbers (checked before timing).  Input
+preparation (resizing, normalisation) is done once beforehand for both, so the figures compare the
+inference path only.  The table shows images per second (best of N repeats, medimg and plain
+measured alternately, to be robust to other load on a shared machine) and the ratio medimg / plain: the goal is >= 0.95 (the wrapper costs nothing measurable).  Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -28,10 +28,38 @@ from _common import data_root, print_table  # noqa: E402
 GOAL_RATIO = 0.95
 
 
+def _plain_views(tta):
+    """The model's test-time views written out by hand: (forward, back) pairs of torch calls."""
+    import torch
+
+    def mirror(t):
+        return torch.flip(t, (-1,))
+
+    def turn(k):
+        return (lambda t: torch.rot90(t, k, (-2, -1))), (lambda t: torch.rot90(t, -k, (-2, -1)))
+
+    same = (lambda t: t, lambda t: t)
+    if tta in (None, "", "none"):
+        return [same]
+    if tta == "flip_x":
+        return [same, (mirror, mirror)]
+    half, back = turn(2)
+    if tta == "flip_xy":
+        return [same, (mirror, mirror), (lambda t: half(mirror(t)), lambda t: mirror(back(t))),
+                (half, back)]
+    if tta == "dihedral":
+        out = []
+        for k in range(4):
+            fwd, bwd = turn(k)
+            out += [(fwd, bwd), (lambda t, f=fwd: f(mirror(t)), lambda t, b=bwd: mirror(b(t)))]
+        return out
+    raise SystemExit(f"benchmark does not know test-time augmentation {tta!r}")
+
+
 def _plain_nets(model):  # the same architecture and weights, straight from MONAI
     import torch
     from monai.networks.blocks import ResidualUnit
-    from monai.networks.nets import UNet
+    from monai.networks.nets import ResNet, UNet
 
     nets = []
     for member in model.members:
@@ -41,6 +69,12 @@ def _plain_nets(model):  # the same architecture and weights, straight from MONA
             net = UNet(spatial_dims=2, in_channels=3, out_channels=1, channels=ch,
                        strides=(2,) * (len(ch) - 1), num_res_units=model.arch_kwargs["num_res_units"],
                        norm="batch")
+        elif model.arch == "resnet":
+            kw = model.arch_kwargs
+            net = ResNet(block="basic", layers=list(kw["layers"]), block_inplanes=list(kw["block_inplanes"]),
+                         spatial_dims=2, n_input_channels=model.contract.in_channels,
+                         num_classes=state["fc.weight"].shape[0], conv1_t_size=3, conv1_t_stride=1,
+                         no_max_pool=True)
         else:
             chs = model.arch_kwargs["channels"]
             blocks, c = [], model.contract.in_channels
@@ -107,16 +141,18 @@ def main() -> None:
         ds = load_split({"path": str(root / data), "source": "auto", "val_fraction": 0.15,
                          "classes": list(c.classes) or None, "limit": n_images}, c.task, "test", c)
         plain = _plain_nets(m)
+        plain_views = _plain_views(m.tta)
         if c.task == "classification":
             x = ds.x
 
             def wrapped(x=x, m=m):
                 return m.predict_proba(x)
 
-            def raw(x=x, nets=plain, t=m.temperature):
+            def raw(x=x, nets=plain, t=m.temperature, vs=plain_views):
                 with torch.inference_mode():
                     xt = torch.from_numpy(x)
-                    return torch.stack([torch.softmax(n(xt) / t, 1) for n in nets]).mean(0).numpy()
+                    return torch.stack([torch.softmax(n(f(xt)) / t, 1) for n in nets
+                                        for f, _ in vs]).mean(0).numpy()
 
             np.testing.assert_allclose(wrapped(), raw(), atol=1e-5)
             count = len(x)
@@ -127,17 +163,19 @@ def main() -> None:
             def wrapped(imgs=imgs, m=m):
                 return [m.segment_proba(i) for i in imgs]
 
-            def raw(imgs=imgs, nets=plain, roi=roi):
+            def raw(imgs=imgs, nets=plain, roi=roi, vs=plain_views):
                 out = []
                 with torch.inference_mode():
                     for i in imgs:
                         t = torch.from_numpy(i)[None]
-                        acc = sum(torch.sigmoid(sliding_window_inference(t, roi, 8, n, overlap=0.25,
-                                                                         mode="gaussian")[0, 0])
-                                  for n in nets)
-                        out.append((acc / len(nets)).numpy())
+                        acc = sum(torch.sigmoid(b(sliding_window_inference(
+                            f(t), roi, 8, n, overlap=0.25, mode="gaussian"))[0, 0])
+                            for n in nets for f, b in vs)
+                        out.append((acc / (len(nets) * len(vs))).numpy())
                 return out
 
+            for got, want in zip(wrapped(), raw(), strict=True):
+                np.testing.assert_allclose(got, want, atol=1e-5)
             count = len(imgs)
         tw, tr = _compare(wrapped, raw, a.repeats)
         rows.append([name, str(count), f"{count / tw:.1f}", f"{count / tr:.1f}", f"{tr / tw:.3f}",

@@ -213,3 +213,48 @@ roi_size = [64, 64]
 
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 6 and {"f1", "f1_ci", "auc", "auc_ci", "dice", "hd95"} <= out.keys()
+
+
+def test_assign_folds_is_stratified_seeded_and_covers_every_sample(data_dir: Path) -> None:
+    from medimg.train.loop import assign_folds
+
+    cfg = _cfg(data_dir)
+    cfg["data"]["limit"] = None
+    _, tr, _ = _data(cfg)
+    f = assign_folds(tr, 5, seed=0)
+    assert set(np.unique(f)) == {0, 1, 2, 3, 4}
+    for cls in np.unique(tr.y):  # each class spread evenly: fold sizes differ by at most one
+        counts = np.bincount(f[tr.y == cls], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(f, assign_folds(tr, 5, seed=0))
+    assert not np.array_equal(f, assign_folds(tr, 5, seed=1))
+    with pytest.raises(InputError, match="train.folds = 1 does not fit"):
+        assign_folds(tr, 1)
+
+
+def test_cross_validated_ensemble_calibrates_on_out_of_fold_predictions(data_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    from medimg.models.registry import load
+    from medimg.train.loop import _concat, assign_folds
+    from medimg.train.metrics import auc, softmax
+
+    cfg = _cfg(data_dir, epochs=2, folds=3, select="last")
+    cfg["inference"] = {"tta": "flip_x"}
+    res = train(cfg, tmp_path / "cv", progress=False)
+    m = load(tmp_path / "cv" / "model.pt")
+    assert len(m.members) == 3 and m.tta == "flip_x"
+    assert m.info["folds"] == 3 and "out-of-fold" in m.info["operating_point"]["chosen_on"]
+    # Recompute the out-of-fold figure by hand: fold k's samples through fold k's member only.
+    c, tr, va = _data(cfg)
+    pool = _concat(tr, va)
+    fold = assign_folds(pool, 3, 0)
+    assert res["val_metrics"]["n"] == len(pool) == m.info["n_val"]
+    p = np.zeros(len(pool))
+    for k, net in enumerate(m.members):
+        x = torch.from_numpy(pool.x[fold == k])
+        with torch.inference_mode():
+            z = torch.stack([net(x), net(x.flip(-1))]).numpy()
+        p[fold == k] = softmax(z, m.temperature).mean(0)[:, 0]
+    assert res["val_metrics"]["auc"] == pytest.approx(auc(pool.y == 0, p), abs=1e-9)
+    # each member's log shows it was validated on its own fold (a third of the pool)
+    assert (tmp_path / "cv" / "fold-2-seed-3" / "log.csv").is_file()

@@ -59,6 +59,28 @@ def _table(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
     return "\n".join(rows)
 
 
+def _split_line(info: dict[str, Any], data: str, split: str, n_test: int) -> str:
+    dcfg = info.get("config", {}).get("data", {})
+    tr, va = dcfg.get("train_split", "train"), dcfg.get("val_split", "val")
+    never = (f"reported on `{split}` ({n_test} samples), never used to choose weights, calibration or "
+             "the operating point.")
+    if info.get("folds"):
+        k = info["folds"]
+        return (f"- data: `{data}`; splits `{tr}` and `{va}` pooled ({info.get('n_val')} samples) and "
+                f"divided into {k} stratified folds: each member trained on {k - 1} folds; temperature "
+                f"and operating point fitted on the out-of-fold predictions of all {info.get('n_val')}; "
+                + never)
+    return (f"- data: `{data}`; trained on split `{tr}` ({info.get('n_train')} samples), calibrated and "
+            f"operating point chosen on `{va}` ({info.get('n_val')} samples); " + never)
+
+
+def _tta_line(tta: str) -> str:
+    from .tta import views
+
+    n = len(views(tta))
+    return "none" if n == 1 else f"{tta} ({n} views per member, outputs averaged)"
+
+
 def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, limits: str,
          bars: str = "", notes: str = "", data_label: str | None = None,
          command: str = "") -> Path:
@@ -100,17 +122,15 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         limits,
         "",
         "## Data and split",
-        f"- data: `{data_label or data}`; trained on split `{info.get('config', {}).get('data', {}).get('train_split', 'train')}` "
-        f"({info.get('n_train')} samples), calibrated and operating point chosen on "
-        f"`{info.get('config', {}).get('data', {}).get('val_split', 'val')}` ({info.get('n_val')} samples); "
-        f"reported on `{split}` ({res['n']} samples), never used to choose weights, calibration or "
-        "the operating point.",
+        _split_line(info, data_label or data, split, res["n"]),
         "",
         "## Model",
         f"- architecture: `{model.arch}` {json.dumps(model.arch_kwargs)} (MONAI blocks), "
         f"{len(model.members)} member(s) (seeds {info.get('seeds')})"
         + (", probabilities averaged" if len(model.members) > 1 else ""),
-        f"- temperature (fitted on validation): {model.temperature:.4f}",
+        f"- test-time augmentation: {_tta_line(model.tta)}",
+        f"- temperature (fitted on {'out-of-fold predictions' if info.get('folds') else 'validation'}): "
+        f"{model.temperature:.4f}",
         f"- operating point: threshold {model.threshold:.4f} ({op.get('rule', '')}, chosen on the "
         f"{op.get('chosen_on', 'validation split')})",
         f"- weights file: `medimg/models/weights/{name}.pt`, {size_kib:.0f} KiB (float16)",
@@ -121,7 +141,8 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         "member's epochs (a shared 2-core machine, one torch thread per member process)",
         f"- transfer: {json.dumps(info.get('transfer')) if info.get('transfer') else 'none (trained from scratch)'}",
         "",
-        "## Validation metrics (used for model selection)",
+        "## Validation metrics (out-of-fold, used for model selection)" if info.get("folds")
+        else "## Validation metrics (used for model selection)",
         _table(val, keys),
         "",
         "## Test metrics",

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from .contract import Contract, ContractError, prepare
+from .tta import views
 
 __all__ = ["FORMAT", "Model", "ModelError", "available", "load", "save_model", "weights_dir"]
 
@@ -58,15 +59,19 @@ class Model:
     threshold: float = 0.5
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    tta: str = "none"  # test-time augmentation (medimg.models.tta): views averaged at inference
 
-    # ---------------------------------------------------------------- raw tensors
-    def logits(self, x: Any) -> Any:
-        """``(k, n, classes)`` logits of every member for a prepared ``(n, c, y, x)`` tensor."""
+    def member_view_logits(self, x: Any) -> Any:
+        """``(k * v, n, classes)`` logits of every member in every test-time view of a prepared
+        ``(n, c, y, x)`` tensor (one view, the image as it is, when the model has no TTA)."""
         import torch
 
-        with torch.inference_mode():
-            return torch.stack([m(x) for m in self.members])
+        from .tta import apply
 
+        with torch.inference_mode():
+            return torch.stack([m(apply(x, v)) for m in self.members for v in views(self.tta)])
+
+    # ---------------------------------------------------------------- raw tensors
     def predict_proba(self, x: Any, batch_size: int = 4096) -> np.ndarray:
         """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs: the mean over
         members of ``softmax(logits / temperature)``."""
@@ -74,13 +79,11 @@ class Model:
 
         t = torch.as_tensor(np.asarray(x, dtype=np.float32))
         self._check_batch(t)
-        k = len(self.members)
         out: list[torch.Tensor] = []
         with torch.inference_mode():
             for i in range(0, len(t), batch_size):
-                xb = t[i:i + batch_size]
-                probs = torch.stack([torch.softmax(m(xb) / self.temperature, 1) for m in self.members])
-                out.append(probs.sum(0) / k)
+                z = self.member_view_logits(t[i:i + batch_size])
+                out.append(torch.softmax(z / self.temperature, 2).sum(0) / len(z))
         return torch.cat(out).numpy().astype(np.float64)
 
     def positive_proba(self, x: Any) -> np.ndarray:
@@ -88,9 +91,12 @@ class Model:
 
     def segment_proba(self, x: np.ndarray) -> np.ndarray:
         """Ensemble foreground probability ``(y, x)`` of one prepared ``(c, y, x)`` image, by
-        sliding-window inference (MONAI) with the model's window size."""
+        sliding-window inference (MONAI) with the model's window size, averaged over the members
+        and the model's test-time views (each turned back before it is averaged)."""
         import torch
         from monai.inferers import sliding_window_inference
+
+        from .tta import apply, invert
 
         t = torch.as_tensor(np.asarray(x, dtype=np.float32))[None]
         self._check_batch(t)
@@ -98,9 +104,11 @@ class Model:
         out = np.zeros(t.shape[-2:], dtype=np.float64)
         with torch.inference_mode():
             for m in self.members:
-                z: Any = sliding_window_inference(t, roi, 8, m, overlap=0.25, mode="gaussian")
-                out += torch.sigmoid(z[0, 0] / self.temperature).numpy()
-        return (out / len(self.members)).astype(np.float32)
+                for v in views(self.tta):
+                    z: Any = sliding_window_inference(apply(t, v), roi, 8, m, overlap=0.25,
+                                                      mode="gaussian")
+                    out += torch.sigmoid(invert(z, v)[0, 0] / self.temperature).numpy()
+        return (out / (len(self.members) * len(views(self.tta)))).astype(np.float32)
 
     def _check_batch(self, x: Any) -> None:
         want = self.contract.in_channels
@@ -175,6 +183,8 @@ def load(name_or_path: str | os.PathLike[str]) -> Model:
         members = payload["members"]
         arch, kw = payload["arch"], dict(payload.get("arch_kwargs", {}))
         n_out = int(payload["n_out"])
+        tta = str(payload.get("tta", "none"))
+        views(tta)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{p}: model file lacks or has a bad entry ({exc}); retrain it") from None
     if not members:
@@ -183,12 +193,12 @@ def load(name_or_path: str | os.PathLike[str]) -> Model:
     return Model(name=str(payload.get("name", p.stem)), arch=arch, arch_kwargs=kw, contract=contract,
                  members=nets, temperature=float(payload.get("temperature", 1.0)),
                  threshold=float(payload.get("threshold", 0.5)),
-                 info=dict(payload.get("info", {})), path=p)
+                 info=dict(payload.get("info", {})), path=p, tta=tta)
 
 
 def save_model(path: str | os.PathLike[str], *, name: str, arch: str, arch_kwargs: dict[str, Any],
                contract: Contract, n_out: int, states: list[dict[str, Any]], temperature: float,
-               threshold: float, info: dict[str, Any]) -> Path:
+               threshold: float, info: dict[str, Any], tta: str = "none") -> Path:
     """Write a model file (float16 weights, metadata as plain types)."""
     import torch
 
@@ -196,7 +206,8 @@ def save_model(path: str | os.PathLike[str], *, name: str, arch: str, arch_kwarg
                 for k, v in st.items()} for st in states]
     payload = {"format": FORMAT, "name": name, "arch": arch, "arch_kwargs": arch_kwargs,
                "contract": contract.to_dict(), "n_out": int(n_out), "members": members,
-               "temperature": float(temperature), "threshold": float(threshold), "info": info}
+               "temperature": float(temperature), "threshold": float(threshold), "info": info,
+               "tta": tta}
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp")
@@ -207,7 +218,8 @@ def save_model(path: str | os.PathLike[str], *, name: str, arch: str, arch_kwarg
 
 def model_from_states(name: str, arch: str, arch_kwargs: dict[str, Any], contract: Contract,
                       n_out: int, states: list[dict[str, Any]], temperature: float = 1.0,
-                      threshold: float = 0.5, info: dict[str, Any] | None = None) -> Model:
+                      threshold: float = 0.5, info: dict[str, Any] | None = None,
+                      tta: str = "none") -> Model:
     """A Model from in-memory weights (as they will be after a float16 round trip)."""
     import torch
 
@@ -215,6 +227,6 @@ def model_from_states(name: str, arch: str, arch_kwargs: dict[str, Any], contrac
                for st in states]
     nets = [_build_member(arch, arch_kwargs, contract, n_out, st, name) for st in rounded]
     return Model(name=name, arch=arch, arch_kwargs=arch_kwargs, contract=contract, members=nets,
-                 temperature=temperature, threshold=threshold, info=dict(info or {}))
+                 temperature=temperature, threshold=threshold, info=dict(info or {}), tta=tta)
 
 

@@ -2,7 +2,7 @@
 
 A config has a ``name``, a ``task`` (``classification`` or ``segmentation``), ``seeds`` (one member
 per seed: several seeds make an ensemble) and tables ``[data]``, ``[model]``, ``[train]``,
-``[augment]`` and ``[calibrate]``.  Relative data paths are resolved against the config file's
+``[augment]``, ``[calibrate]`` and ``[inference]``.  Relative data paths are resolved against the config file's
 folder, then against ``$MEDIMG_DATA`` / ``../shared/data``.  See docs/training.md for every key.
 """
 
@@ -23,12 +23,13 @@ DEFAULTS: dict[str, Any] = {
     "seeds": [0],
     "data": {"source": "auto", "train_split": "train", "val_split": "val", "test_split": "test",
              "val_fraction": 0.15, "modality": "OT", "channels": "grey", "size": None,
-             "normalise": "unit", "positive_class": 1, "limit": None},
+             "normalise": "unit", "positive_class": 1, "limit": None, "fold_seed": 0},
     "model": {"arch": "small_cnn"},
     "train": {"epochs": 20, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4,
               "label_smoothing": 0.0, "steps_per_epoch": None, "patch_size": [64, 64],
-              "select": "auc", "loss": "ce", "init_from": None, "val_every": 1},
+              "select": "auc", "loss": "ce", "init_from": None, "val_every": 1, "folds": 0},
     "augment": {},
+    "inference": {"tta": "none"},
     "calibrate": {"temperature": True, "operating_point": "youden", "target_sensitivity": 0.95,
                   "threshold": 0.5},
 }

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..models.contract import ContractError
 from ..models.registry import Model, load
+from .config import resolve_data_path
 from .data import ClassData, SegData, _has_split_dirs, load_split
 from .metrics import classification_metrics, segmentation_metrics
 
@@ -41,7 +42,7 @@ def evaluate(model: str | os.PathLike[str] | Model, data: str | os.PathLike[str]
     ``dice`` (mean per image), ``hd95`` (pixels).
     """
     m = model if isinstance(model, Model) else load(model)
-    p = Path(data)
+    p = resolve_data_path(data)  # as given, else under $MEDIMG_DATA / ../shared/data
     if not p.exists():
         raise InputError(p, "no such dataset", "pass an NPZ file, a folder or a CSV manifest")
     split = split or default_split(p)

@@ -37,7 +37,7 @@ from .metrics import (
     softmax,
 )
 
-__all__ = ["contract_from_config", "fit_member", "train"]
+__all__ = ["assign_folds", "contract_from_config", "fit_member", "train"]
 
 
 def contract_from_config(cfg: dict[str, Any]) -> Contract:
@@ -237,7 +237,7 @@ def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | 
                     np.mean(pr.argmax(1) == yv))
                 row["val_accuracy"] = float(np.mean(pr.argmax(1) == yv))
                 score = -row["val_loss"] if t["select"] == "loss" else row["val_auc"]
-            if score > best:
+            if score > best and t["select"] != "last":
                 best = float(score)
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 row["best"] = 1
@@ -264,67 +264,147 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
         w.writerow(row)
 
 
+def _concat(a: ClassData | SegData, b: ClassData | SegData) -> ClassData | SegData:
+    if isinstance(a, ClassData) and isinstance(b, ClassData):
+        return ClassData(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), a.classes,
+                         list(a.ids) + list(b.ids))
+    assert isinstance(a, SegData) and isinstance(b, SegData)
+    return SegData(a.images + b.images, a.masks + b.masks, a.fovs + b.fovs, list(a.ids) + list(b.ids))
+
+
+def _subset(data: ClassData | SegData, idx: np.ndarray) -> ClassData | SegData:
+    ids = [data.ids[i] for i in idx] if data.ids else []
+    if isinstance(data, ClassData):
+        return ClassData(data.x[idx], data.y[idx], data.classes, ids)
+    return SegData([data.images[i] for i in idx], [data.masks[i] for i in idx],
+                   [data.fovs[i] for i in idx], ids)
+
+
+def assign_folds(data: ClassData | SegData, k: int, seed: int = 0) -> np.ndarray:
+    """The fold (0..k-1) of every sample: stratified by label for classification, seeded."""
+    n = len(data)
+    if k < 2 or k > n:
+        raise InputError(None, f"train.folds = {k} does not fit {n} samples", "use 2 to 10 folds")
+    rng = np.random.default_rng([seed, k])
+    fold = np.empty(n, dtype=int)
+    groups = [np.flatnonzero(data.y == c) for c in np.unique(data.y)] if isinstance(
+        data, ClassData) else [np.arange(n)]
+    offset = 0
+    for g in groups:  # deal each class's shuffled samples round the folds, continuing the round
+        g = rng.permutation(g)
+        fold[g] = (np.arange(len(g)) + offset) % k
+        offset += len(g)
+    return fold
+
+
 def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress: bool = True,
           epochs: int | None = None, command: str = "") -> dict[str, Any]:
     """Train every member of ``cfg`` into ``out``; calibrate and choose the operating point on the
-    validation split; write ``out/model.pt`` and the log and plots.  Returns the summary."""
+    validation split; write ``out/model.pt`` and the log and plots.  Returns the summary.
+
+    With ``train.folds = K`` the train and validation splits are pooled and split into K folds
+    (stratified, seeded by ``data.fold_seed``): one member per fold and seed, trained on the other
+    folds with its best epoch chosen on its own fold; temperature and operating point are then fitted
+    on the out-of-fold predictions of every pooled sample, and the validation figures are those
+    out-of-fold figures.  ``[inference] tta`` names the test-time views (:mod:`medimg.models.tta`)
+    used for calibration and stored with the model.
+    """
     import torch
 
     from ..models.registry import model_from_states, save_model
+    from ..models.tta import views
     from . import plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     contract = contract_from_config(cfg)
+    tta = str(cfg.get("inference", {}).get("tta") or "none")
+    try:
+        views(tta)
+    except ValueError as exc:
+        raise InputError(cfg.get("source"), f"[inference] tta: {exc}") from None
     d = cfg["data"]
     train_data = load_split(d, cfg["task"], d["train_split"], contract)
     val_data = load_split(d, cfg["task"], d["val_split"], contract)
     if isinstance(train_data, ClassData) and not cfg["data"].get("classes"):
         contract = Contract(**{**contract.__dict__, "classes": tuple(train_data.classes)})
     n_out = _n_out(cfg, train_data)
-    members = [fit_member(cfg, contract, train_data, val_data, out / f"member-{s}", int(s),
-                          resume=resume, progress=progress, epochs=epochs) for s in cfg["seeds"]]
+    seeds = [int(s) for s in cfg["seeds"]]
+    n_folds = int(cfg["train"].get("folds") or 0)
+    members: list[dict[str, Any]] = []
+    # groups: (indices into the calibration data, indices into members) predicted together
+    groups: list[tuple[np.ndarray, list[int]]] = []
+    if n_folds:
+        calib_data = _concat(train_data, val_data)
+        fold = assign_folds(calib_data, n_folds, int(d.get("fold_seed", 0)))
+        for k in range(n_folds):
+            inside, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            first = len(members)
+            members += [fit_member(cfg, contract, _subset(calib_data, inside), _subset(calib_data, held),
+                                   out / f"fold-{k}-seed-{s}", s, resume=resume, progress=progress,
+                                   epochs=epochs) for s in seeds]
+            groups.append((held, list(range(first, len(members)))))
+    else:
+        calib_data = val_data
+        members = [fit_member(cfg, contract, train_data, val_data, out / f"member-{s}", s,
+                              resume=resume, progress=progress, epochs=epochs) for s in seeds]
+        groups.append((np.arange(len(val_data)), list(range(len(members)))))
     states = [m["best_state"] or m["last_state"] for m in members]
     arch_kw = {k: v for k, v in cfg["model"].items() if k != "arch"}
     cal = cfg["calibrate"]
     info: dict[str, Any] = {"config": {k: v for k, v in cfg.items() if k != "source"},
-                            "seeds": list(cfg["seeds"]), "n_train": len(train_data),
-                            "n_val": len(val_data), "command": command,
-                            "transfer": members[0]["transfer"]}
-    model = model_from_states(cfg["name"], cfg["model"]["arch"], arch_kw, contract, n_out, states)
+                            "seeds": seeds, "n_train": len(train_data) if not n_folds else len(calib_data),
+                            "n_val": len(calib_data), "command": command, "folds": n_folds,
+                            "tta": tta, "transfer": members[0]["transfer"]}
+
+    def group_model(member_ids: list[int]) -> Any:
+        return model_from_states(cfg["name"], cfg["model"]["arch"], arch_kw, contract, n_out,
+                                 [states[i] for i in member_ids], tta=tta)
+
     if cfg["task"] == "classification":
-        assert isinstance(val_data, ClassData)
-        z = np.stack([_class_logits(net, val_data.x) for net in model.members])
-        temp = fit_temperature(z, val_data.y) if cal.get("temperature", True) else 1.0
+        assert isinstance(calib_data, ClassData)
+        z_parts = [(idx, group_model(ids).member_view_logits(torch.from_numpy(calib_data.x[idx])).numpy())
+                   for idx, ids in groups]
+        z = np.zeros((z_parts[0][1].shape[0], len(calib_data), n_out), dtype=np.float64)
+        for idx, zi in z_parts:
+            z[:, idx] = zi
+        temp = fit_temperature(z, calib_data.y) if cal.get("temperature", True) else 1.0
         pv = softmax(z, temp).mean(axis=0)[:, contract.positive_class]
-        yv = (val_data.y == contract.positive_class).astype(int)
+        yv = (calib_data.y == contract.positive_class).astype(int)
         thr = choose_threshold(yv, pv, cal["operating_point"], float(cal["target_sensitivity"]),
                                float(cal["threshold"]))
         val_metrics = classification_metrics(yv, pv, thr)
+        chosen_on = f"out-of-fold predictions ({n_folds} folds)" if n_folds else "validation split"
         info.update(operating_point={"rule": cal["operating_point"], "threshold": thr,
-                                     "chosen_on": "validation split",
+                                     "chosen_on": chosen_on,
                                      "target_sensitivity": cal.get("target_sensitivity")})
-        plots.roc(yv, pv, out / "roc_val.png", f"{cfg['name']} ROC (validation)", thr)
-        plots.calibration(yv, pv, out / "calibration_val.png", f"{cfg['name']} calibration (validation)")
+        label = "out-of-fold" if n_folds else "validation"
+        plots.roc(yv, pv, out / "roc_val.png", f"{cfg['name']} ROC ({label})", thr)
+        plots.calibration(yv, pv, out / "calibration_val.png", f"{cfg['name']} calibration ({label})")
     else:
-        assert isinstance(val_data, SegData)
+        assert isinstance(calib_data, SegData)
         roi = tuple(int(v) for v in cfg["train"].get("roi_size", cfg["train"]["patch_size"]))
         info["roi_size"] = list(roi)
-        model.info["roi_size"] = list(roi)
         temp = 1.0
-        probs = [model.segment_proba(img) for img in val_data.images]
+        probs: list[Any] = [None] * len(calib_data)
+        for idx, ids in groups:
+            gm = group_model(ids)
+            gm.info["roi_size"] = list(roi)
+            for i in idx:
+                probs[i] = gm.segment_proba(calib_data.images[i])
         if cal["operating_point"] == "fixed":
             thr = float(cal["threshold"])
         else:  # the threshold maximising pooled F1 on validation images
-            cands = np.linspace(0.2, 0.8, 25)
-            f1s = [segmentation_metrics(probs, val_data.masks, val_data.fovs, float(c), n_boot=0,
+            cands = np.linspace(0.05, 0.95, 91)
+            f1s = [segmentation_metrics(probs, calib_data.masks, calib_data.fovs, float(c), n_boot=0,
                                         hd95=False)["f1"] for c in cands]
             thr = float(cands[int(np.argmax(f1s))])
-        val_metrics = segmentation_metrics(probs, val_data.masks, val_data.fovs, thr, n_boot=200,
+        val_metrics = segmentation_metrics(probs, calib_data.masks, calib_data.fovs, thr, n_boot=200,
                                            hd95=False)
         info.update(operating_point={"rule": "max F1 on validation" if cal["operating_point"] != "fixed"
-                                     else "fixed", "threshold": thr, "chosen_on": "validation images"})
+                                     else "fixed", "threshold": thr,
+                                     "chosen_on": "out-of-fold images" if n_folds else "validation images"})
     seconds = time.perf_counter() - t_start
     # Members may have been trained by earlier or parallel processes (resume): count the time of
     # every epoch as logged, plus this run's data loading and calibration.
@@ -334,10 +414,10 @@ def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress
     info["epoch_seconds"] = round(epoch_seconds, 1)
     info["threads"] = torch.get_num_threads()
     info["val_metrics"] = val_metrics
-    info["member_best_val"] = [m["best"] for m in members]
+    info["member_best_val"] = [m["best"] if np.isfinite(m["best"]) else None for m in members]
     save_model(out / "model.pt", name=cfg["name"], arch=cfg["model"]["arch"], arch_kwargs=arch_kw,
                contract=contract, n_out=n_out, states=states, temperature=temp, threshold=thr,
-               info=info)
+               info=info, tta=tta)
     plots.curves([m["history"] for m in members], out / "curves.png", cfg["name"])
     (out / "val_metrics.json").write_text(json.dumps(val_metrics, indent=2))
     (out / "training.json").write_text(json.dumps(info, indent=2, default=str))

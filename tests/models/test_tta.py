@@ -1,0 +1,107 @@
+"""Test-time augmentation: views are exact and invertible, and a model with TTA averages exactly the
+members' outputs over those views (classification and sliding-window segmentation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medimg.models.contract import Contract
+from medimg.models.registry import ModelError, load, model_from_states, save_model
+from medimg.models.tta import TTA_NAMES, apply, invert, views
+from medimg.train.config import load_config
+from medimg.train.loop import train
+
+
+@pytest.mark.parametrize("name", sorted(TTA_NAMES))
+def test_every_view_inverts_exactly_and_views_are_distinct(name: str) -> None:
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    seen = set()
+    for v in views(name):
+        y = apply(x, v)
+        assert torch.equal(invert(y, v), x)
+        seen.add(y.numpy().tobytes() + bytes(str(y.shape), "ascii"))
+    assert len(seen) == len(views(name)) == {"none": 1, "flip_x": 2, "flip_xy": 4, "dihedral": 8}[name]
+
+
+def test_flip_views_are_the_named_mirror_images() -> None:
+    x = torch.arange(12, dtype=torch.float32).reshape(1, 1, 3, 4)
+    got = [apply(x, v)[0, 0] for v in views("flip_xy")]
+    want = [x[0, 0], x[0, 0].flip(1), x[0, 0].flip(0), x[0, 0].flip(0).flip(1)]
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
+
+
+def test_unknown_name_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown test-time augmentation 'mirror'.*flip_x"):
+        views("mirror")
+
+
+def _classifier(tta: str):
+    torch.manual_seed(0)
+    c = Contract(task="classification", modalities=("OT",), channels="grey", size=(12, 12),
+                 classes=("a", "b"), positive_class=1)
+    from medimg.models.nets import build
+
+    states = [build("small_cnn", 1, 2, channels=[4, 8]).state_dict() for _ in range(2)]
+    return model_from_states("t", "small_cnn", {"channels": [4, 8]}, c, 2, states,
+                             temperature=1.7, tta=tta)
+
+
+def test_classifier_probabilities_average_members_and_views() -> None:
+    m = _classifier("flip_x")
+    x = torch.rand(5, 1, 12, 12)
+    with torch.inference_mode():
+        want = torch.stack([torch.softmax(net(v) / 1.7, 1) for net in m.members
+                            for v in (x, x.flip(-1))]).mean(0).numpy()
+    assert np.allclose(m.predict_proba(x.numpy()), want, atol=1e-6)
+    plain = _classifier("none")
+    assert not np.allclose(plain.predict_proba(x.numpy()), want, atol=1e-4)  # TTA changes the output
+
+
+def test_segmentation_views_are_turned_back_before_averaging(tmp_path: Path) -> None:
+    from monai.inferers import sliding_window_inference
+
+    from medimg.models.nets import build
+
+    torch.manual_seed(1)
+    c = Contract(task="segmentation", modalities=("OT",), channels="grey", size=None)
+    net = build("unet", 1, 1, channels=[4, 8])
+    save_model(tmp_path / "s.pt", name="s", arch="unet", arch_kwargs={"channels": [4, 8]}, contract=c,
+               n_out=1, states=[net.state_dict()], temperature=1.0, threshold=0.5,
+               info={"roi_size": [16, 16]}, tta="dihedral")
+    m = load(tmp_path / "s.pt")
+    assert m.tta == "dihedral"
+    x = torch.rand(1, 1, 20, 28)
+    member = m.members[0]
+    with torch.inference_mode():
+        acc = torch.zeros(20, 28)
+        for v in views("dihedral"):
+            z = sliding_window_inference(apply(x, v), (16, 16), 8, member, overlap=0.25, mode="gaussian")
+            acc += torch.sigmoid(invert(z, v)[0, 0])
+    got = m.segment_proba(x[0].numpy())
+    assert got.shape == (20, 28)
+    assert np.allclose(got, (acc / 8).numpy(), atol=1e-5)
+
+
+def test_model_file_with_an_unknown_tta_is_refused(tmp_path: Path) -> None:
+    m = _classifier("none")
+    save_model(tmp_path / "bad.pt", name="bad", arch="small_cnn", arch_kwargs={"channels": [4, 8]},
+               contract=m.contract, n_out=2, states=[n.state_dict() for n in m.members],
+               temperature=1.0, threshold=0.5, info={}, tta="sideways")
+    with pytest.raises(ModelError, match="bad.pt: model file lacks or has a bad entry.*sideways"):
+        load(tmp_path / "bad.pt")
+
+
+def test_config_with_an_unknown_tta_is_one_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    from medimg.errors import InputError
+
+    cfg = load_config({"name": "x", "data": {"path": str(data_dir / "us" / "breastmnist.npz"),
+                                             "size": [28, 28], "limit": 32},
+                       "model": {"arch": "small_cnn", "channels": [4]}, "train": {"epochs": 1},
+                       "inference": {"tta": "sideways"}})
+    with pytest.raises(InputError, match=r"\[inference\] tta: unknown test-time augmentation"):
+        train(cfg, tmp_path / "run", progress=False)
