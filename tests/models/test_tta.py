@@ -105,3 +105,14 @@ def test_config_with_an_unknown_tta_is_one_clear_error(data_dir: Path, tmp_path:
                        "inference": {"tta": "sideways"}})
     with pytest.raises(InputError, match=r"\[inference\] tta: unknown test-time augmentation"):
         train(cfg, tmp_path / "run", progress=False)
+
+
+def test_gradcam_of_a_tta_model_averages_the_views_turned_back() -> None:
+    from medimg.models.explain import gradcam
+
+    m, plain = _classifier("flip_x"), _classifier("none")
+    x = np.random.default_rng(0).random((1, 12, 12)).astype(np.float32)
+    got = gradcam(m, x)
+    want = (gradcam(plain, x) + gradcam(plain, x[:, :, ::-1].copy())[:, ::-1]) / 2
+    assert got.shape == (12, 12) and np.allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, gradcam(plain, x), atol=1e-3)

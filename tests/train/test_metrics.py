@@ -86,3 +86,19 @@ def test_augmentation_is_reproducible_from_its_parameters() -> None:
     none = aug.make_params({}, 8, np.random.default_rng(0))
     c, _ = aug.apply(x.clone(), none)
     assert torch.equal(c, x)  # an empty spec changes nothing
+
+
+def test_mixup_blends_each_sample_with_its_recorded_partner() -> None:
+    p = aug.make_params({"mixup": 0.4}, 6, np.random.default_rng(2))
+    lam = float(p["mix_lambda"][0])
+    assert 0 < lam < 1 and np.all(p["mix_lambda"] == lam)  # one weight per batch
+    assert sorted(p["mix_partner"].astype(int)) == list(range(6))
+    x = torch.rand(6, 1, 8, 8)
+    mixed, partner, got = aug.mix(x, p)
+    assert got == lam
+    want = lam * x + (1 - lam) * x[p["mix_partner"].astype(int)]
+    assert torch.allclose(mixed, want) and torch.equal(partner, torch.from_numpy(p["mix_partner"].astype(np.int64)))
+    # no mixup in the spec: nothing is drawn for it and the batch passes unchanged
+    q = aug.make_params({}, 6, np.random.default_rng(2))
+    same, _, one = aug.mix(x, q)
+    assert one == 1.0 and torch.equal(same, x)

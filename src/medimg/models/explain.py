@@ -1,7 +1,8 @@
 """Explanations: Grad-CAM heatmaps (MONAI ``monai.visualize.GradCAM``) for classifications.
 
 For an ensemble the heatmap is the mean of the members' Grad-CAM maps for the positive class, each
-normalised to [0, 1] by MONAI, at the network's input size; :func:`heatmap_for_image` resamples it to
+normalised to [0, 1] by MONAI, at the network's input size; a model with test-time augmentation is
+explained in every view it predicts from, each map turned back onto the image before averaging; :func:`heatmap_for_image` resamples it to
 the image's own grid and :func:`save_overlay` writes it over the image as a PNG.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from .nets import cam_layer
 from .registry import Model
+from .tta import apply, invert, views
 
 __all__ = ["gradcam", "heatmap_for_image", "save_overlay"]
 
@@ -34,7 +36,9 @@ def gradcam(model: Model, x: np.ndarray, class_index: int | None = None) -> np.n
     with torch.enable_grad():
         for net in model.members:
             cam = GradCAM(nn_module=net, target_layers=layer)
-            maps.append(cam(t.clone().requires_grad_(True), class_idx=cls)[0, 0].detach().numpy())
+            for v in views(model.tta):
+                m = cam(apply(t, v).clone().requires_grad_(True), class_idx=cls)
+                maps.append(invert(m, v)[0, 0].detach().numpy())
     out = np.mean(maps, axis=0)
     return np.nan_to_num(out.astype(np.float32))
 

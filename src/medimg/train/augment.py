@@ -4,7 +4,8 @@ applying it (:func:`apply`), so every augmented batch can be reproduced from its
 The ``[augment]`` table of a config sets the ranges: ``rotate`` (degrees, +-), ``scale`` (+- fraction),
 ``translate`` (+- fraction of the size), ``flip_x`` / ``flip_y`` (probabilities), ``rot90`` (bool:
 random quarter turns), ``brightness`` (+- added), ``contrast`` (+- fraction), ``gamma`` (+- fraction
-of the exponent).  Absent keys do nothing.
+of the exponent), ``mixup`` (classification: the Beta(a, a) parameter of mixup, Zhang et al. 2018:
+each sample blended with a partner from its batch, the loss blended alike).  Absent keys do nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["apply", "make_params"]
+__all__ = ["apply", "make_params", "mix"]
 
 PARAM_NAMES = ("angle", "scale", "tx", "ty", "flip_x", "flip_y", "quarter", "brightness",
-               "contrast", "gamma")
+               "contrast", "gamma", "mix_lambda", "mix_partner")
 
 
 def make_params(spec: dict[str, Any], n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -28,7 +29,10 @@ def make_params(spec: dict[str, Any], n: int, rng: np.random.Generator) -> dict[
     def u(r: float) -> np.ndarray:
         return rng.uniform(-r, r, n) if r else np.zeros(n)
 
-    return {
+    a = float(spec.get("mixup", 0.0))
+    mix = {"mix_lambda": np.full(n, rng.beta(a, a)) if a else np.ones(n),
+           "mix_partner": rng.permutation(n).astype(float) if a else np.arange(n, dtype=float)}
+    return mix | {
         "angle": u(float(spec.get("rotate", 0.0))),
         "scale": 1.0 + u(float(spec.get("scale", 0.0))),
         "tx": u(float(spec.get("translate", 0.0))),
@@ -88,3 +92,13 @@ def apply(x: torch.Tensor, p: dict[str, np.ndarray], mask: torch.Tensor | None =
         m = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - m) * c + m + br
     return x, mask
+
+
+def mix(x: torch.Tensor, p: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup of a batch by drawn parameters: the blended batch, each sample's partner index and the
+    weight of the sample itself (the loss is ``lam * loss(y) + (1 - lam) * loss(y[partner])``)."""
+    lam = float(p["mix_lambda"][0])
+    partner = torch.from_numpy(p["mix_partner"].astype(np.int64))
+    if lam >= 1.0:
+        return x, partner, 1.0
+    return lam * x + (1.0 - lam) * x[partner], partner, lam

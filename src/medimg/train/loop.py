@@ -207,8 +207,13 @@ def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | 
             p = aug.make_params(cfg["augment"], len(xb), rng)
             drawn.append(p)
             xb, mb = aug.apply(xb, p, mb)
-            out = net(xb)
-            loss = dice_loss(out, mb) + bce(out, mb) if seg else ce(out, yb)
+            if seg:
+                out = net(xb)
+                loss = dice_loss(out, mb) + bce(out, mb)
+            else:
+                xb, partner, lam = aug.mix(xb, p)
+                out = net(xb)
+                loss = ce(out, yb) if lam >= 1.0 else lam * ce(out, yb) + (1 - lam) * ce(out, yb[partner])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
