@@ -343,7 +343,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         v = result["val_metrics"]
         keys = [k for k in ("auc", "accuracy", "sensitivity", "specificity", "f1", "dice") if k in v]
         print(f"model: {result['model']} ({result['seconds']:.0f} s)")
-        print("validation: " + ", ".join(f"{k} {v[k]:.4f}" for k in keys)
+        label = "out-of-fold" if cfg["train"].get("folds") else "validation"
+        print(f"{label}: " + ", ".join(f"{k} {v[k]:.4f}" for k in keys)
               + f" at threshold {result['threshold']:.4f}")
     return EXIT_OK
 

@@ -70,3 +70,33 @@ def test_loaded_model_carries_its_contract_and_calibration() -> None:
     assert set(m.contract.modalities) >= {"CR", "DX"}
     assert m.temperature > 0 and 0 < m.threshold < 1
     assert len(m.members) >= 3  # an ensemble
+
+
+def test_model_file_keeps_batch_norm_statistics_in_full_precision(tmp_path: Path) -> None:
+    """float16 weights, but running means/variances as trained: in float16 a BN mean of ~300 is
+    rounded by up to 0.125, a real shift for a channel whose spread is ~1 (seen on the DRIVE U-Net)."""
+    from medimg.models.contract import Contract
+    from medimg.models.nets import build
+    from medimg.models.registry import save_model
+
+    torch.manual_seed(0)
+    net = build("small_cnn", 1, 2, channels=[4, 8])
+    state = net.state_dict()
+    for k in state:
+        if k.endswith("running_mean"):
+            state[k] = 300.0 + torch.rand_like(state[k])
+        if k.endswith("running_var"):
+            state[k] = 0.5 + torch.rand_like(state[k])
+    c = Contract(task="classification", modalities=("OT",), channels="grey", size=(12, 12),
+                 classes=("a", "b"), positive_class=1)
+    save_model(tmp_path / "m.pt", name="m", arch="small_cnn", arch_kwargs={"channels": [4, 8]}, contract=c,
+               n_out=2, states=[state], temperature=1.0, threshold=0.5, info={})
+    raw = torch.load(tmp_path / "m.pt", weights_only=True)["members"][0]
+    for k, v in raw.items():
+        if k.endswith(("running_mean", "running_var")):
+            assert v.dtype == torch.float32 and torch.equal(v, state[k]), k
+        elif v.is_floating_point():
+            assert v.dtype == torch.float16, k
+    loaded = load(tmp_path / "m.pt").members[0]
+    assert torch.equal(loaded.state_dict()["features.0.conv.unit0.adn.N.running_mean"],
+                       state["features.0.conv.unit0.adn.N.running_mean"])

@@ -133,7 +133,8 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         f"{model.temperature:.4f}",
         f"- operating point: threshold {model.threshold:.4f} ({op.get('rule', '')}, chosen on the "
         f"{op.get('chosen_on', 'validation split')})",
-        f"- weights file: `medimg/models/weights/{name}.pt`, {size_kib:.0f} KiB (float16)",
+        f"- weights file: `medimg/models/weights/{name}.pt`, {size_kib:.0f} KiB (float16 weights, float32 "
+        "batch-norm statistics)",
         "",
         "## Training",
         f"- command: `{command or info.get('command') or 'see configs/' + name + '.toml'}`",
