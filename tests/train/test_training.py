@@ -243,7 +243,7 @@ def test_cross_validated_ensemble_calibrates_on_out_of_fold_predictions(data_dir
     res = train(cfg, tmp_path / "cv", progress=False)
     m = load(tmp_path / "cv" / "model.pt")
     assert len(m.members) == 3 and m.tta == "flip_x"
-    assert m.info["folds"] == 3 and "out-of-fold" in m.info["operating_point"]["chosen_on"]
+    assert m.info["folds"] == 3 and m.info["operating_point"]["chosen_on"] == "out-of-fold predictions of 3 folds"
     # Recompute the out-of-fold figure by hand: fold k's samples through fold k's member only.
     c, tr, va = _data(cfg)
     pool = _concat(tr, va)

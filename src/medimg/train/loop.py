@@ -380,7 +380,7 @@ def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress
         thr = choose_threshold(yv, pv, cal["operating_point"], float(cal["target_sensitivity"]),
                                float(cal["threshold"]))
         val_metrics = classification_metrics(yv, pv, thr)
-        chosen_on = f"out-of-fold predictions ({n_folds} folds)" if n_folds else "validation split"
+        chosen_on = f"out-of-fold predictions of {n_folds} folds" if n_folds else "validation split"
         info.update(operating_point={"rule": cal["operating_point"], "threshold": thr,
                                      "chosen_on": chosen_on,
                                      "target_sensitivity": cal.get("target_sensitivity")})
