@@ -258,3 +258,25 @@ def test_cross_validated_ensemble_calibrates_on_out_of_fold_predictions(data_dir
     assert res["val_metrics"]["auc"] == pytest.approx(auc(pool.y == 0, p), abs=1e-9)
     # each member's log shows it was validated on its own fold (a third of the pool)
     assert (tmp_path / "cv" / "fold-2-seed-3" / "log.csv").is_file()
+
+
+def test_segmentation_loss_is_chosen_by_the_config(tmp_path: Path) -> None:
+    from medimg.train.data import SegData
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.random((1, 48, 48), dtype=np.float32) for _ in range(3)]
+    masks = [(i[0] > 0.7).astype(np.uint8) for i in imgs]
+    data = SegData(imgs, masks, [np.ones((48, 48), bool)] * 3)
+    raw = {"name": "s", "task": "segmentation", "data": {"path": str(tmp_path), "channels": "grey"},
+           "model": {"arch": "unet", "channels": [4, 8]},
+           "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "patch_size": [32, 32]}}
+    losses = {}
+    for name in ("dice_bce", "bce"):
+        cfg = load_config({**raw, "train": {**raw["train"], "loss": name}})
+        res = fit_member(cfg, contract_from_config(cfg), data, data, tmp_path / name, 0, progress=False)
+        losses[name] = res["history"][0]["train_loss"]
+    # same seed, same batches: Dice + BCE is the BCE plus a positive Dice term
+    assert losses["bce"] < losses["dice_bce"]
+    bad = load_config({**raw, "train": {**raw["train"], "loss": "focal"}})
+    with pytest.raises(InputError, match="train.loss 'focal' is not a segmentation loss"):
+        fit_member(bad, contract_from_config(bad), data, data, tmp_path / "bad", 0, progress=False)

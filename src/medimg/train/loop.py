@@ -183,6 +183,10 @@ def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | 
     if seg:
         from monai.losses import DiceLoss
 
+        seg_loss = str(t.get("loss") or "dice_bce")
+        if seg_loss not in ("dice_bce", "bce", "ce"):  # "ce", the default, means dice_bce here
+            raise InputError(cfg.get("source"), f"train.loss {seg_loss!r} is not a segmentation loss",
+                             'use "dice_bce" (Dice + binary cross-entropy) or "bce"')
         dice_loss = DiceLoss(sigmoid=True)
         bce = torch.nn.BCEWithLogitsLoss()
     else:
@@ -209,7 +213,7 @@ def fit_member(cfg: dict[str, Any], contract: Contract, train_data: ClassData | 
             xb, mb = aug.apply(xb, p, mb)
             if seg:
                 out = net(xb)
-                loss = dice_loss(out, mb) + bce(out, mb)
+                loss = bce(out, mb) if seg_loss == "bce" else dice_loss(out, mb) + bce(out, mb)
             else:
                 xb, partner, lam = aug.mix(xb, p)
                 out = net(xb)
