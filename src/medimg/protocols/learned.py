@@ -106,14 +106,16 @@ def classify(case: Case, protocol: str, model_name: str, kind: str, code: Code,
               "operating_point_rule": op.get("rule"), "operating_point_chosen_on": op.get("chosen_on"),
               "validation_sensitivity": val.get("sensitivity"),
               "validation_specificity": val.get("specificity"), "input_size": list(model.contract.size or ()),
-              "roi": list(roi) if roi else None}
+              "roi": list(roi) if roi else None, "test_time_augmentation": model.tta}
     finding = Finding(
         id=f"{kind}-1", kind=kind, code=code,
         location=Location(bbox_index=(0, roi[0], roi[1], 1, roi[2], roi[3]) if roi else None),
         measurements=[
             Measurement(f"{kind}_probability", prob, "1",
                         f"calibrated ensemble probability of model {model.name} "
-                        f"(temperature {model.temperature:.3f} fitted on validation data)"),
+                        f"(temperature {model.temperature:.3f} fitted on "
+                        f"{'out-of-fold predictions' if model.info.get('folds') else 'validation data'}"
+                        f"{', test-time views ' + model.tta if model.tta != 'none' else ''})"),
             Measurement("operating_point", model.threshold, "1",
                         f"decision threshold ({op.get('rule', 'fixed')}, chosen on the "
                         f"{op.get('chosen_on', 'validation split')})"),
