@@ -24,7 +24,7 @@ def test_committed_references_are_up_to_date(data_dir: Path, capsys: pytest.Capt
 
 def test_reference_contents() -> None:
     for protocol, n, model in (("chest_ct", 2, "medimg.detect.lung_nodules"), ("chest_xray", 4708, "cxr-pneumonia"),
-                               ("breast_us", 546, "us-breast"), ("retina", 20, "retina-vessels")):
+                               ("breast_us", 624, "us-breast"), ("retina", 20, "retina-vessels")):
         ref = load_reference(protocol)
         assert ref is not None and ref["format"] == FORMAT and ref["n"] == n and ref["model"] == model
         for name, f in ref["features"].items():
