@@ -235,9 +235,7 @@ def model_from_states(name: str, arch: str, arch_kwargs: dict[str, Any], contrac
                       n_out: int, states: list[dict[str, Any]], temperature: float = 1.0,
                       threshold: float = 0.5, info: dict[str, Any] | None = None,
                       tta: str = "none") -> Model:
-    """A Model from in-memory weights (as they will be after a float16 round trip)."""
-    import torch
-
+    """A Model from in-memory weights, rounded as a model file will store them (:func:`_stored`)."""
     rounded = [{k: _stored(k, v) for k, v in st.items()} for st in states]
     nets = [_build_member(arch, arch_kwargs, contract, n_out, st, name) for st in rounded]
     return Model(name=name, arch=arch, arch_kwargs=arch_kwargs, contract=contract, members=nets,
