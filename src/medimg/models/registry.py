@@ -2,8 +2,9 @@
 
 A model file (``.pt``, written by ``medimg train``) holds plain tensors and JSON-able metadata and
 is read with ``torch.load(weights_only=True)``: loading never runs code.  It holds one or more
-ensemble members (float16 weights, float32 batch-norm statistics), the architecture, the input contract, the temperature fitted on
-validation data and the operating point chosen there.
+ensemble members (float16 weights, float32 batch-norm statistics), the architecture, the input
+contract, the test-time views (:mod:`.tta`), the temperature fitted on validation (or out-of-fold)
+data and the operating point chosen there.
 
 Shipped models live in ``medimg/models/weights/NAME.pt``; their model cards in ``docs/models/NAME.md``.
 ``load(NAME)`` works offline; ``load(PATH)`` loads any model file.
@@ -61,6 +62,7 @@ class Model:
     path: Path | None = None
     tta: str = "none"  # test-time augmentation (medimg.models.tta): views averaged at inference
 
+    # ---------------------------------------------------------------- raw tensors
     def member_view_logits(self, x: Any) -> Any:
         """``(k * v, n, classes)`` logits of every member in every test-time view of a prepared
         ``(n, c, y, x)`` tensor (one view, the image as it is, when the model has no TTA)."""
@@ -71,10 +73,9 @@ class Model:
         with torch.inference_mode():
             return torch.stack([m(apply(x, v)) for m in self.members for v in views(self.tta)])
 
-    # ---------------------------------------------------------------- raw tensors
     def predict_proba(self, x: Any, batch_size: int = 4096) -> np.ndarray:
         """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs: the mean over
-        members of ``softmax(logits / temperature)``."""
+        members and test-time views of ``softmax(logits / temperature)``."""
         import torch
 
         t = torch.as_tensor(np.asarray(x, dtype=np.float32))
@@ -206,9 +207,9 @@ def _stored(key: str, v: Any) -> Any:
     import torch
 
     v = v.detach()
-    if not v.is_floating_point() or key.endswith(_FULL_PRECISION):
-        return v.to(torch.float32) if v.is_floating_point() else v
-    return v.to(torch.float16)
+    if not v.is_floating_point():
+        return v
+    return v.to(torch.float32 if key.endswith(_FULL_PRECISION) else torch.float16)
 
 
 def save_model(path: str | os.PathLike[str], *, name: str, arch: str, arch_kwargs: dict[str, Any],
