@@ -2,8 +2,9 @@
 
 For an ensemble the heatmap is the mean of the members' Grad-CAM maps for the positive class, each
 normalised to [0, 1] by MONAI, at the network's input size; a model with test-time augmentation is
-explained in every view it predicts from, each map turned back onto the image before averaging; :func:`heatmap_for_image` resamples it to
-the image's own grid and :func:`save_overlay` writes it over the image as a PNG.
+explained in every view it predicts from, each map turned back onto the image before averaging.
+:func:`heatmap_for_image` resamples it to the image's own grid and :func:`save_overlay` writes it
+over the image as a PNG.
 """
 
 from __future__ import annotations

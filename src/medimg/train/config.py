@@ -2,8 +2,9 @@
 
 A config has a ``name``, a ``task`` (``classification`` or ``segmentation``), ``seeds`` (one member
 per seed: several seeds make an ensemble) and tables ``[data]``, ``[model]``, ``[train]``,
-``[augment]``, ``[calibrate]`` and ``[inference]``.  Relative data paths are resolved against the config file's
-folder, then against ``$MEDIMG_DATA`` / ``../shared/data``.  See docs/training.md for every key.
+``[augment]``, ``[calibrate]`` and ``[inference]``.  Relative data paths are resolved against the
+config file's folder, then against ``$MEDIMG_DATA`` / ``../shared/data``.  See docs/training.md for
+every key.
 """
 
 from __future__ import annotations
