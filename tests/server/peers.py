@@ -62,6 +62,18 @@ def wait_for(condition: Callable[[], T], timeout: float = 240.0, what: str = "th
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen[Any], grace: float) -> None:
+    """Ask a peer process to end (SIGTERM); kill it if it has not ended within ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 class StoreSCP:
     """dcmtk's storescp (any storage SOP class, data sets kept exactly as received: ``+B``) writing
     into ``folder`` on a free port."""
@@ -78,12 +90,7 @@ class StoreSCP:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, 10)
 
 
 class Orthanc:
@@ -161,13 +168,7 @@ class Orthanc:
         return bytes(self.api("GET", f"/instances/{orthanc_id}/file"))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 20)
         self.log.close()
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from workstation_helpers import sr_value
 
 from medimg.image import Image
 from medimg.pipeline import analyze
@@ -60,19 +61,8 @@ def sr_groups(ds: pydicom.Dataset) -> dict[str, list[tuple[str, str, Any]]]:
     out: dict[str, list[tuple[str, str, Any]]] = {}
     measurements = next(i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010")
     for group in measurements.ContentSequence:
-        items = []
-        for it in group.ContentSequence:
-            name = it.ConceptNameCodeSequence[0].CodeMeaning
-            value: Any = None
-            if it.ValueType == "NUM":
-                value = float(it.MeasuredValueSequence[0].NumericValue)
-            elif it.ValueType == "CODE":
-                value = str(it.ConceptCodeSequence[0].CodeMeaning)
-            elif it.ValueType == "TEXT":
-                value = str(it.TextValue)
-            elif it.ValueType == "UIDREF":
-                value = str(it.UID)
-            items.append((str(it.ValueType), str(name), value))
+        items = [(str(it.ValueType), str(it.ConceptNameCodeSequence[0].CodeMeaning), sr_value(it))
+                 for it in group.ContentSequence]
         tracking = next(v for t, n, v in items if n == "Tracking Identifier")
         out[str(tracking).split()[0]] = items
     return out

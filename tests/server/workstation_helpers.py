@@ -60,6 +60,22 @@ def analysed_ct(folder: Path, ct_files: list[Path], **overrides: Any) -> Iterato
         server.stop()
 
 
+def sr_value(it: Any) -> Any:
+    """The value of one SR content item as Python (None for container and image/geometry types)."""
+    match it.ValueType:
+        case "NUM":
+            return float(it.MeasuredValueSequence[0].NumericValue)
+        case "CODE":
+            return str(it.ConceptCodeSequence[0].CodeMeaning)
+        case "TEXT":
+            return str(it.TextValue)
+        case "PNAME":
+            return str(it.PersonName)
+        case "UIDREF":
+            return str(it.UID)
+    return None
+
+
 def sr_items(ds: Any) -> list[tuple[str, str, Any]]:
     """Every content item of an SR as (value type, concept meaning, value), depth first."""
     out: list[tuple[str, str, Any]] = []
@@ -67,16 +83,7 @@ def sr_items(ds: Any) -> list[tuple[str, str, Any]]:
     def walk(items: Any) -> None:
         for it in items:
             name = it.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in it else ""
-            value: Any = None
-            if it.ValueType == "NUM":
-                value = float(it.MeasuredValueSequence[0].NumericValue)
-            elif it.ValueType == "CODE":
-                value = str(it.ConceptCodeSequence[0].CodeMeaning)
-            elif it.ValueType == "TEXT":
-                value = str(it.TextValue)
-            elif it.ValueType == "PNAME":
-                value = str(it.PersonName)
-            out.append((str(it.ValueType), str(name), value))
+            out.append((str(it.ValueType), str(name), sr_value(it)))
             if "ContentSequence" in it:
                 walk(it.ContentSequence)
 

@@ -17,11 +17,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -30,9 +30,8 @@ if str(TESTS / "server") not in sys.path:  # peers.py and workstation_helpers.py
     sys.path.insert(0, str(TESTS / "server"))
 
 from peers import start_medimg  # noqa: E402
+from peers import wait_for as wait_until  # noqa: E402,F401 (the browser tests' name for it)
 from workstation_helpers import PASSWORD, USERS, add_users, put_study  # noqa: E402
-
-T = TypeVar("T")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,18 +44,6 @@ STATIC_INDEX = REPO / "src" / "medimg" / "web" / "static" / "index.html"
 RADIOLOGIST = "ada"
 TECHNOLOGIST = "tom"
 PRIOR_DATE = "20060404"
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``condition`` until it returns something true; AssertionError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 def data_dir() -> Path:

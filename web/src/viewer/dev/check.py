@@ -159,26 +159,23 @@ def sc_edit(page, out):
     box = canvas.bounding_box()
     pts = page.evaluate("window.viewer._internal.findingHandles('F1')")
     print("F1 handles", pts)
-    x, y = box["x"] + pts[3][0], box["y"] + pts[3][1]
-    page.mouse.move(x, y)
-    page.mouse.down()
-    for k in range(1, 9):
-        page.mouse.move(x + 3 * k, y + 2 * k)
-        page.wait_for_timeout(20)
-    page.mouse.up()
-    page.wait_for_timeout(700)
+    drag(page, box["x"] + pts[3][0], box["y"] + pts[3][1], 3, 2, 8)
     shot(page, out, "edit-resized")
     page.get_by_test_id("viewer-tool-mark").click()
-    cx, cy = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45
-    page.mouse.move(cx, cy)
+    drag(page, box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45, 2.5, 2.0, 10)
+    shot(page, out, "edit-marked")
+    page.get_by_test_id("viewer-tool-wl").click()
+
+
+def drag(page, x, y, dx, dy, steps):
+    """Press at (x, y), move ``steps`` times by (dx, dy) as a hand would, release, let it settle."""
+    page.mouse.move(x, y)
     page.mouse.down()
-    for k in range(1, 11):
-        page.mouse.move(cx + 2.5 * k, cy + 2.0 * k)
+    for k in range(1, steps + 1):
+        page.mouse.move(x + dx * k, y + dy * k)
         page.wait_for_timeout(20)
     page.mouse.up()
     page.wait_for_timeout(700)
-    shot(page, out, "edit-marked")
-    page.get_by_test_id("viewer-tool-wl").click()
 
 
 def sc_mpr(page, out):
