@@ -89,6 +89,10 @@ def test_the_ai_report_is_the_review_draft(ws: Ws) -> None:
     assert review["impression"] == {"ai": ws.ai["impression"], "text": ws.ai["impression"], "edited": False,
                                     "by": None, "at": None}
     assert review["undecided"] == ["F1"] and review["history"] == []
+    # The guidelines made again from the undecided findings say what the AI said (decide/reassess.py).
+    assert [(r["guideline"], r["category"], r["text"]) for r in review["recommendations"]] == [
+        (r["guideline"], r["category"], r["text"]) for r in ws.ai["recommendations"]]
+    assert review["triage"] == ws.ai["triage"] and review["triage"]["priority"] == "urgent"
 
 
 def test_only_radiologists_review_and_sign(ws: Ws) -> None:

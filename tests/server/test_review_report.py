@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pydicom
 import pytest
 from workstation_helpers import sr_value
 
+from medimg.decide.reassess import BASIS
 from medimg.image import Image
 from medimg.pipeline import analyze
 from medimg.report.json_writer import validate_report_dict
@@ -145,7 +147,21 @@ def test_a_rejected_finding_and_an_added_one_in_every_format(analysed: Analysed,
     assert [(e["finding_id"], e["status"], e["comment"]) for e in doc["review"]["findings"]] == [
         ("F1", "rejected", "atelectasis, not a mass"), ("R1", "added", "")]
 
+    # The guidelines are applied again to what the radiologist kept and added: the AI's mass (outside
+    # Fleischner, urgent) is gone, the added 7 mm nodule (untyped, so the solid row) sets the follow-up.
+    assert ai.triage is not None and ai.triage.priority == "urgent"
+    assert ai.recommendations[0].category == "not applicable"
+    fl = signed.recommendations[0]
+    assert fl.category == "solid nodule, single, 6-8 mm (100-250 mm3)" and fl.finding_ids == ["R1"]
+    assert fl.provenance.parameters["basis"] == BASIS
+    assert fl.provenance.parameters["ai_text"] == ai.recommendations[0].text
+    assert signed.triage is not None and signed.triage.priority == "routine"
+    assert doc["recommendations"][0]["category"] == fl.category and doc["triage"]["priority"] == "routine"
+    assert doc["steps"][-1]["algorithm"] == "review_reassessment"
+    assert doc["impression"] == "No mass; a 7 mm right nodule."  # the radiologist's own impression stands
+
     html = written["html"].read_text()
+    assert f"from the software's findings it was: <del>{escape(ai.recommendations[0].text)}</del>" in html
     assert '<tr class="review-rejected">' in html and "<b>rejected by Dr Bea Rad</b>" in html
     assert "&ldquo;atelectasis, not a mass&rdquo;" in html
     assert "0 accepted, 0 edited, 1 rejected, 1 added." in " ".join(html.split())
@@ -188,6 +204,17 @@ def test_a_rejected_finding_and_an_added_one_in_every_format(analysed: Analysed,
         [n["text"] for n in resources[f1]["note"]]
     assert f1 not in [x["reference"] for x in report["result"]]
     assert report["status"] == "final"
+
+
+def test_an_unedited_impression_says_what_the_review_changed(analysed: Analysed) -> None:
+    ai = read_report(analysed.folder)
+    reviewed = apply_review(ai, [Decision("F1", "rejected", "bea", "Dr Bea Rad", AT, "")])
+    assert [r.category for r in reviewed.recommendations] == ["no nodule", "not applicable"]
+    assert reviewed.triage is not None and reviewed.triage.priority == "routine"
+    assert reviewed.impression.startswith(ai.impression + " After the radiologist's review: Fleischner 2017 "
+                                          "changed from 'not applicable' to 'no nodule'")
+    assert "priority changed from urgent to routine" in reviewed.impression
+    assert ai.triage is not None and ai.triage.priority == "urgent" and ai.steps == read_report(analysed.folder).steps
 
 
 def test_the_signed_sr_draws_the_radiologists_boxes(analysed: Analysed, tmp_path: Path) -> None:

@@ -471,8 +471,13 @@ def test_review_accept_mark_add_withdraw_impression_and_sign(ada: Any, ws: Works
     time.sleep(0.5)
     shot(page, "08-review-panel-after-decisions")
 
-    # the impression
+    # the guideline recommendations are made again from the reviewed findings: they now name R1
     page.get_by_test_id("tab-report").click()
+    recs = page.get_by_test_id("recommendation")
+    wait_until(lambda: recs.count() == 2 and all("R1" in recs.nth(i).inner_text() for i in range(2)), 30,
+               "the recommendations of the reviewed findings")
+
+    # the impression
     text = page.get_by_test_id("impression-text")
     text.fill(IMPRESSION)
     page.get_by_test_id("impression-save").click()

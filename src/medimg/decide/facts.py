@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..report.model import Comparison, Finding
 
@@ -70,6 +70,19 @@ class ClinicalContext:
     immunocompromised: bool | None = None
     risk: Literal["low", "high"] | None = None
     sources: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The context as plain values (recorded in each recommendation's provenance)."""
+        return {"age_years": self.age_years, "screening": self.screening, "known_cancer": self.known_cancer,
+                "immunocompromised": self.immunocompromised, "risk": self.risk, "sources": dict(self.sources)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClinicalContext:
+        """The context :meth:`to_dict` recorded."""
+        age = d.get("age_years")
+        return cls(age_years=float(age) if age is not None else None, screening=d.get("screening"),
+                   known_cancer=d.get("known_cancer"), immunocompromised=d.get("immunocompromised"),
+                   risk=d.get("risk"), sources={str(k): str(v) for k, v in (d.get("sources") or {}).items()})
 
     def describe(self) -> str:
         """One sentence of what is known, and from where."""

@@ -171,11 +171,11 @@ def _assumptions(context: ClinicalContext) -> str:
     return text
 
 
-def _provenance(**parameters: object) -> Provenance:
+def _provenance(context: ClinicalContext, **parameters: object) -> Provenance:
     from .. import __version__
 
     return Provenance("fleischner_2017", f"{__version__}+rules{_VERSION}",
-                      {"source": SOURCE, **parameters})
+                      {"source": SOURCE, "context": context.to_dict(), **parameters})
 
 
 def fleischner(
@@ -197,7 +197,7 @@ def fleischner(
     if reason is not None:
         return Recommendation(GUIDELINE, "not applicable",
                               f"Fleischner 2017 does not apply: {reason}.",
-                              scope, ids, _provenance(), applicable=False)
+                              scope, ids, _provenance(context), applicable=False)
     facts = [NoduleFacts.from_finding(f) for f in findings]
     masses = [n for n in facts if n.kind == "mass" or round_half_up(n.mean_diameter_mm) >= MASS_MM
               or n.long_axis_mm >= MASS_MM]
@@ -208,11 +208,11 @@ def fleischner(
             f"Fleischner 2017 does not apply: {sizes} is 30 mm or larger, a mass rather than a "
             f"nodule; it needs clinical work-up, and any other nodule is managed in that context.",
             f"A lesion of 30 mm or more is not a Fleischner nodule. {scope}", ids,
-            _provenance(mass_mm=MASS_MM), applicable=False)
+            _provenance(context, mass_mm=MASS_MM), applicable=False)
     if not facts:
         return Recommendation(GUIDELINE, "no nodule",
                               "No pulmonary nodule was detected: no Fleischner follow-up is "
-                              "triggered.", scope, [], _provenance())
+                              "triggered.", scope, [], _provenance(context))
     multiple = len(facts) > 1
     scored = []
     for n in facts:
@@ -242,5 +242,5 @@ def fleischner(
             f"({guide.long_axis_mm:.1f} and {guide.short_axis_mm:.1f} mm) rounded to {size:.0f} mm. "
             f"{scope}")
     return Recommendation(GUIDELINE, row.condition, sentence, rule, ids,
-                          _provenance(row=row.key, size_mm=size, multiple=multiple,
+                          _provenance(context, row=row.key, size_mm=size, multiple=multiple,
                                       risk=context.risk, guiding_finding=guide.finding_id))

@@ -155,11 +155,11 @@ def nodule_category(nodule: NoduleFacts) -> NoduleCategory:
     return NoduleCategory(nodule.finding_id, cat, cond, d, undetermined)
 
 
-def _provenance(**parameters: object) -> Provenance:
+def _provenance(context: ClinicalContext, **parameters: object) -> Provenance:
     from .. import __version__
 
     return Provenance("lung_rads_v2022", f"{__version__}+rules{_VERSION}",
-                      {"source": SOURCE, **parameters})
+                      {"source": SOURCE, "context": context.to_dict(), **parameters})
 
 
 def lung_rads(
@@ -204,6 +204,7 @@ def lung_rads(
             + f"{baseline}. Not assessed by this software: calcification and fat (category 1), "
               f"juxtapleural and airway nodules, cysts, the S modifier. Scope: {SCOPE}.")
     params = {"category": category, "nodules": {c.finding_id: c.category for c in cats},
+              "lungs_complete": lungs_complete,
               "screening": context.screening}
     if not context.screening:
         why = ("the study is not identified as a lung-cancer screening CT"
@@ -212,6 +213,6 @@ def lung_rads(
             GUIDELINE, "not applicable",
             f"Lung-RADS does not apply: {why}. For reference only, its table would give category "
             f"{category} ({condition}); do not use it for management.",
-            rule + f" Context: {context.describe()}.", ids, _provenance(**params),
+            rule + f" Context: {context.describe()}.", ids, _provenance(context, **params),
             applicable=False)
-    return Recommendation(GUIDELINE, category, text, rule, ids, _provenance(**params))
+    return Recommendation(GUIDELINE, category, text, rule, ids, _provenance(context, **params))

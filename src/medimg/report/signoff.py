@@ -8,6 +8,10 @@ and returns a new report in which
   the AI's values are kept in the review entry's ``original``), ``ai`` (not reviewed) -- and the
   radiologist's own findings follow with ``added``;
 * the impression is the radiologist's text when it was edited (the AI's stays in ``review.impression_ai``);
+* the guideline recommendations and the triage are made again from the findings the radiologist kept,
+  edited and added (:func:`medimg.decide.reassess.reassess`); what changed is appended to an unedited
+  impression and recorded as a ``review_reassessment`` step, and each changed recommendation's
+  provenance keeps the AI's text;
 * :class:`~medimg.report.model.Review` says who did what and when, and who signed.
 
 The writers mark the changes from ``Finding.status`` and the review entries (HTML: a review column and
@@ -292,6 +296,18 @@ def apply_review(ai: Report, decisions: Sequence[Decision], *, impression: str |
         entries.append(FindingReview(d.finding_id, "added", d.by, d.by_name, iso(d.at) or "", d.comment, None,
                                      [f"added by the radiologist: {f.kind}, {_fmt(size.value if size else None, 'mm')}"],
                                      str(d.data.get("series_uid", ""))))
+    if ai.recommendations:  # the guidelines again, from what the radiologist kept, edited and added
+        from ..decide.reassess import reassess
+
+        edited = {f.id for f in out.findings if f.status == "edited"}
+        redo = reassess(ai.recommendations, [f for f in out.findings if f.status != "rejected"],
+                        ai.comparisons, ai.triage, {f.id: f for f in ai.findings if f.id in edited})
+        out.recommendations, out.triage = redo.recommendations, redo.triage
+        if redo.changes:
+            out.steps = [*ai.steps, Provenance("review_reassessment", "1", {"changes": redo.changes})]
+            if impression is None:
+                out.impression = (ai.impression + " After the radiologist's review: "
+                                  + "; ".join(redo.changes) + ".").strip()
     signed = signer is not None and signed_at is not None
     review = Review(state="signed" if signed else "draft", findings=entries, impression_ai=ai.impression,
                     impression_edited=impression is not None, impression_by=impression_by if impression else "")

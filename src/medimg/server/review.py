@@ -242,6 +242,8 @@ def review_state(store: Store, uid: str) -> dict[str, Any]:
         "impression": {"ai": ai.impression, "text": reviewed.impression, "edited": impression is not None,
                        "by": (row.impression_by or None) if row is not None and impression is not None else None,
                        "at": iso(row.impression_at) if row is not None and impression is not None else None},
+        "recommendations": [r.to_dict() for r in reviewed.recommendations],
+        "triage": reviewed.triage.to_dict() if reviewed.triage is not None else None,
         "state": "signed" if signed else "draft",
         "signed_by": row.signed_by if signed else None,
         "signed_by_name": names.get(row.signed_by, row.signed_by) if signed else None,

@@ -73,7 +73,8 @@ export function recommendationsSection(report) {
   return section("Guideline recommendations", h("div.recs", recs.map((r) => h(`div.rec${r.applicable === false ? ".rec-na" : ""}`, { testid: "recommendation" },
     h("div.rec-head", h("span.rec-guideline", r.guideline), h("span.rec-cat", r.applicable === false ? "not applicable" : r.category),
       (r.finding_ids || []).length ? h("span.muted.small", r.finding_ids.join(", ")) : null),
-    h("p.rec-text", r.text)))));
+    h("p.rec-text", r.text),
+    r.provenance?.parameters?.ai_text ? h("p.rec-ai.muted.small", { testid: "recommendation-ai" }, "From the AI's findings: ", h("del", r.provenance.parameters.ai_text)) : null))));
 }
 
 export function triageSection(report) {

@@ -29,7 +29,11 @@ const TABS = [
 
 /** The review as the page uses it, from GET /review or (when that is unavailable) from the report. */
 function normaliseReview(data) {
-  const report = data.report || null;
+  // The review's recommendations and triage are made again from the reviewed findings (GET /review);
+  // the report's own are the AI's.
+  const report = data.report && Array.isArray(data.recommendations)
+    ? { ...data.report, recommendations: data.recommendations, triage: data.triage ?? data.report.triage }
+    : data.report || null;
   const findings = (data.findings || report?.findings || []).map((f) => ({
     ...f, review: f.review || (f.status && f.status !== "ai" ? { status: f.status } : { status: "ai" }),
   }));
