@@ -401,6 +401,41 @@ def test_killed_worker_is_replaced_and_the_analysis_retried(medimg_server: Calla
 
 
 @pytest.mark.slow
+def test_an_analysis_past_its_time_limit_is_stopped_and_the_server_keeps_serving(
+        medimg_server: Callable[..., Any], pydicom_data_dir: Path) -> None:
+    # 3 s: a spawned worker does not even import the pipeline and torch in that time
+    server = medimg_server(analysis=True, quiet_seconds=0.5, retry_seconds=0.1, analysis_timeout=3)
+    uid = put(server, pydicom_data_dir / "RG1_UNCR.dcm").study_uid
+    pids = wait_for(server.analysis.worker_pids, 120, "a worker process")
+    wait_for(lambda: finished(server, uid), 300, "the analysis to be stopped")
+    (a,) = analyses(server, uid)
+    assert (a["status"], a["attempts"]) == ("failed", 1)  # final: a hung pipeline would hang again
+    assert a["error"] == ("the analysis ran longer than its time limit (3 s, analysis_timeout): its worker "
+                          "was stopped; the server kept running")
+    assert server.store.study_status(uid) == "failed"
+    assert pids[0] not in server.analysis.worker_pids()
+    assert not list((server.store.root / "work").iterdir())  # no scratch or pid file left
+    with http(server) as c:
+        assert c.get("/api/health").json()["status"] == "ok"
+    # the replaced pool analyses the study when asked again without a limit
+    server.analysis.timeout = 0
+    server.analysis.request(uid, "test", "no time limit")
+    wait_for(lambda: finished(server, uid) and len(analyses(server, uid)) == 2, 300, "the analysis again")
+    assert [x["status"] for x in analyses(server, uid)] == ["done", "failed"]
+
+
+def test_a_bad_time_limit_is_refused(tmp_path: Path) -> None:
+    from medimg.errors import InputError
+    from medimg.server.config import load_config
+
+    for bad in ("-1", '"soon"', "true"):
+        cfg = tmp_path / "medimg.toml"
+        cfg.write_text(f"analysis_timeout = {bad}\n")
+        with pytest.raises(InputError, match=r"medimg.toml: analysis_timeout .* is not a number of seconds >= 0"):
+            load_config(cfg, store=tmp_path / "store")
+
+
+@pytest.mark.slow
 def test_stop_during_analysis_queues_it_again(medimg_server: Callable[..., Any], pydicom_data_dir: Path,
                                               tmp_path: Path) -> None:
     store = tmp_path / "requeue"

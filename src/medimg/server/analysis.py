@@ -25,6 +25,9 @@ Life of a study (``studies.status``) and of one analysis (``analyses.status``)::
   stored with ``source="medimg:analysis"`` (derived series of the same study), then, when
   ``destination`` is set, sent to that peer (C-STORE, up to three tries; statuses recorded as events).
 * **Refusals** (no protocol fits, no image, quality failure) are final: ``refused`` / ``skipped``.
+  **Time limit**: an analysis still running ``analysis_timeout`` seconds after it was handed to a
+  worker has that worker killed; it fails for good (a pipeline that hung once would hang again),
+  and any other analysis of the same pool is queued again without counting the try.
   **Errors** (an exception, a missing stored file, a dead worker) are recorded on the analysis
   (``error``, one line) and retried after ``retry_seconds``, doubling, until ``max_attempts`` tries
   have been made; then ``failed``.
@@ -195,6 +198,8 @@ def run_job(job: Mapping[str, Any]) -> dict[str, Any]:
     ``priors`` (lists of files of prior studies), ``work_dir`` (scratch, may be removed) and
     ``out_dir`` (the outputs).  Returns the summary, or ``{"error": one line, "traceback": ...}``."""
     try:
+        if job.get("pid_file"):  # the scheduler stops this process when the analysis runs too long
+            Path(job["pid_file"]).write_text(str(os.getpid()))
         return _analyse(job)
     except Exception as exc:
         return {"error": _one_line(exc), "traceback": traceback.format_exc()[-4000:]}
@@ -215,6 +220,12 @@ class _Run:
     out_dir: Path
     future: Future[dict[str, Any]] | None = None
     executor: ProcessPoolExecutor | None = None
+    started: float = 0.0  # time.monotonic() when it was handed to the pool
+    timed_out: bool = False  # its worker was stopped for running past analysis_timeout
+
+    @property
+    def pid_file(self) -> Path:
+        return self.work_dir.with_name(self.work_dir.name + ".pid")
 
 
 @dataclass
@@ -235,6 +246,8 @@ class AnalysisService:
         self.workers = max(1, int(cfg.analysis_workers))
         self.max_attempts = max(1, int(cfg.max_attempts))
         self.retry_seconds = max(0.0, float(getattr(cfg, "retry_seconds", 30.0)))
+        self.timeout = max(0.0, float(getattr(cfg, "analysis_timeout", 0.0)))  # 0: no limit
+        self._timed_out_pools: set[int] = set()  # id() of pools broken by stopping a late worker
         self.reports = self.store.root / "reports"
         self.work = self.store.root / "work"
         self.notifier = WebhookNotifier(cfg.webhook, self.store.log_event) if cfg.webhook else None
@@ -271,8 +284,11 @@ class AnalysisService:
     def start(self) -> None:
         for d in (self.reports, self.work):
             d.mkdir(parents=True, exist_ok=True)
-        for leftover in self.work.iterdir():  # scratch of analyses of an earlier run
-            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.work.iterdir():  # scratch (folders, pid files) of analyses of an earlier run
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         self._recover()
         self._executor = self._new_executor()
         if self.notifier is not None:
@@ -301,12 +317,8 @@ class AnalysisService:
                 p.join(10)
         for run in interrupted:
             shutil.rmtree(run.work_dir, ignore_errors=True)
-            with self._db.begin() as conn:
-                conn.execute(update(t.analyses).where(t.analyses.c.id == run.analysis_id,
-                                                      t.analyses.c.status == "running")
-                             .values(status="queued", attempts=run.attempt - 1, not_before=0.0))
-            self._event("analysis_interrupted", run.study_uid,
-                        {"analysis_id": run.analysis_id, "reason": "the server stopped"})
+            run.pid_file.unlink(missing_ok=True)
+            self._requeue(run, "the server stopped")
         deadline = time.monotonic() + 30
         for th in self._deliveries:
             th.join(max(0.0, deadline - time.monotonic()))
@@ -342,7 +354,7 @@ class AnalysisService:
             self._wake.clear()
             if self._stopping.is_set():
                 break
-            for step in (self._collect, self._complete_quiet_studies, self._dispatch):
+            for step in (self._stop_late, self._collect, self._complete_quiet_studies, self._dispatch):
                 try:
                     step()
                 except Exception:  # a database hiccup must not end automatic analysis
@@ -489,7 +501,9 @@ class AnalysisService:
         try:
             job = {"analysis_id": aid, "files": self._study_files(study_uid),
                    "priors": self._prior_files(study_uid), "work_dir": str(run.work_dir),
-                   "out_dir": str(run.out_dir)}
+                   "out_dir": str(run.out_dir), "pid_file": str(run.pid_file)}
+            run.pid_file.unlink(missing_ok=True)
+            run.started = time.monotonic()
             run.future, run.executor = self._submit(job)
         except Exception as exc:
             self._attempt_failed(run, _one_line(exc))
@@ -548,6 +562,28 @@ class AnalysisService:
         return [files for files in (self._study_files(uid) for uid in earlier) if files]
 
     # ------------------------------------------------------------------------------ results
+    def _stop_late(self) -> None:
+        """Kill the worker of every analysis running longer than ``analysis_timeout`` seconds (a hung
+        or runaway pipeline would hold its slot for ever).  The pool breaks and is replaced; the
+        analysis fails for good (:meth:`_collect`), others in the same pool are queued again."""
+        if self.timeout <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            late = [r for r in self._running.values() if not r.timed_out and r.future is not None
+                    and not r.future.done() and now - r.started > self.timeout]
+        for run in late:
+            try:
+                pid = int(run.pid_file.read_text())
+            except (OSError, ValueError):
+                continue  # not in a worker yet
+            run.timed_out = True
+            self._timed_out_pools.add(id(run.executor))
+            log.warning("analysis %d of %s ran past its time limit (%g s): stopping worker %d",
+                        run.analysis_id, run.study_uid, self.timeout, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def _collect(self) -> None:
         with self._lock:
             done = [r for r in self._running.values() if r.future is not None and r.future.done()]
@@ -556,28 +592,46 @@ class AnalysisService:
         for run in done:
             self._poke = True
             shutil.rmtree(run.work_dir, ignore_errors=True)
+            run.pid_file.unlink(missing_ok=True)
             assert run.future is not None
             try:
                 result = run.future.result()
             except BrokenProcessPool:
                 self._replace_executor(run.executor)
-                result = {"error": "the worker process running the analysis ended abruptly (killed or "
-                                   "crashed); the server kept running"}
+                if run.timed_out:
+                    result = {"error": f"the analysis ran longer than its time limit ({self.timeout:g} s, "
+                                       "analysis_timeout): its worker was stopped; the server kept running",
+                              "final": True}
+                elif id(run.executor) in self._timed_out_pools:
+                    self._requeue(run, "another analysis in the same worker pool was stopped for its time limit")
+                    continue
+                else:
+                    result = {"error": "the worker process running the analysis ended abruptly (killed or "
+                                       "crashed); the server kept running"}
             except Exception as exc:
                 result = {"error": _one_line(exc)}
             try:
                 if "error" in result:
-                    self._attempt_failed(run, result["error"], result.get("traceback", ""))
+                    self._attempt_failed(run, result["error"], result.get("traceback", ""),
+                                         final=bool(result.get("final")))
                 else:
                     self._finish(run, result)
             except Exception as exc:
                 log.exception("analysis %d of %s: results could not be recorded", run.analysis_id, run.study_uid)
                 self._attempt_failed(run, _one_line(exc))
 
-    def _attempt_failed(self, run: _Run, error: str, trace: str = "") -> None:
+    def _requeue(self, run: _Run, reason: str) -> None:
+        """Queue ``run`` again without counting the try (it was interrupted, not at fault)."""
+        with self._db.begin() as conn:
+            conn.execute(update(t.analyses).where(t.analyses.c.id == run.analysis_id,
+                                                  t.analyses.c.status == "running")
+                         .values(status="queued", attempts=run.attempt - 1, not_before=0.0))
+        self._event("analysis_interrupted", run.study_uid, {"analysis_id": run.analysis_id, "reason": reason})
+
+    def _attempt_failed(self, run: _Run, error: str, trace: str = "", final: bool = False) -> None:
         a, s = t.analyses, t.studies
         now = time.time()
-        final = run.attempt >= self.max_attempts
+        final = final or run.attempt >= self.max_attempts
         log.warning("analysis %d of %s, attempt %d of %d: %s", run.analysis_id, run.study_uid, run.attempt,
                     self.max_attempts, error)
         if trace:

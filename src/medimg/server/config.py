@@ -13,6 +13,7 @@ Example ``medimg.toml``::
     analysis_workers = 1                 # analyses run in this many worker processes
     max_attempts = 3                     # an analysis that errors is tried this often in all
     retry_seconds = 30                   # back-off before the 2nd attempt; doubles after each
+    analysis_timeout = 1800              # seconds one analysis may run before its worker is stopped; 0 = none
     destination = "PACS"                 # where SR/SEG results go (a name under [peers])
     priors_from = "PACS"                 # where prior studies are fetched from
     webhook = "http://127.0.0.1:9000/urgent"
@@ -84,6 +85,7 @@ class ServerConfig:
     analysis_workers: int = 1
     max_attempts: int = 3
     retry_seconds: float = 30.0  # back-off before the 2nd attempt of a failed analysis; doubles after
+    analysis_timeout: float = 1800.0  # seconds one analysis may run (then its worker is killed); 0 = no limit
     destination: str = ""
     priors_from: str = ""
     webhook: str = ""
@@ -119,6 +121,10 @@ def _check(cfg: ServerConfig, source: str) -> ServerConfig:
     for name in (cfg.destination, cfg.priors_from):
         if name:
             cfg.peer(name)
+    t = cfg.analysis_timeout
+    if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0:
+        raise InputError(source, f"analysis_timeout {cfg.analysis_timeout} is not a number of seconds >= 0",
+                         "use 0 for no limit")
     lim = cfg.limits
     if lim.max_pdu < 4096 or lim.max_associations < 1 or lim.max_query_results < 1:
         raise InputError(source, "limits: max_pdu must be >= 4096, max_associations and "
