@@ -96,6 +96,34 @@ def test_every_api_endpoint_but_login_and_health_needs_a_session(site: Site) -> 
         assert c.get(f"/api/studies/{uid}").json()["study"]["study_uid"] == uid
 
 
+def test_dicomweb_needs_a_session_or_basic_credentials(site: Site) -> None:
+    uid = site.study_uid
+    studies = f"/dicomweb/studies?StudyInstanceUID={uid}"
+    metadata = f"/dicomweb/studies/{uid}/metadata"
+    with site.client() as anon:
+        for path in (studies, metadata, "/dicomweb/studies/1.2/series", "/dicomweb"):
+            r = anon.get(path)
+            assert "not signed in" in error_of(r, 401) and path.split("?")[0] in r.json()["error"], path
+            assert r.headers["www-authenticate"].startswith('Basic realm="medimg DICOMweb"')
+        assert anon.post("/dicomweb/studies", content=b"x").status_code == 401  # no STOW without an account
+        for bad in (("ada", "wrong password"), ("nobody", PASSWORD)):
+            assert "wrong user name or password" in error_of(anon.get(studies, auth=bad), 401)
+        r = anon.get(studies, headers={"Authorization": "Basic not-base64!"})
+        assert "not valid HTTP Basic" in error_of(r, 401)
+        r = anon.get(studies, auth=("tom", PASSWORD))  # any active account may read
+        assert r.status_code == 200 and r.json()[0]["0020000D"]["Value"] == [uid]
+        assert anon.get(metadata, auth=("tom", PASSWORD)).status_code == 200  # remembered: no new check
+    with site.login("ada") as c:  # the workstation's viewer: its session cookie
+        assert c.get(studies).status_code == 200
+    with site.client() as c:  # wrong Basic passwords count towards the lockout like sign-ins
+        for _ in range(auth.MAX_FAILURES):
+            assert c.get(studies, auth=("ada", "guess guess")).status_code == 401
+        r = c.get(studies, auth=("ada", PASSWORD))
+        assert "locked" in error_of(r, 429) and int(r.headers["retry-after"]) > 0
+        auth.set_active(site.server.store, "tom", False)  # refused at once, though its answer was remembered
+        assert "wrong user name or password" in error_of(c.get(studies, auth=("tom", PASSWORD)), 401)
+
+
 def test_wrong_password_and_unknown_user_get_the_same_401(site: Site) -> None:
     with site.client() as c:
         wrong = error_of(c.post("/api/login", json={"username": "ada", "password": "not the password"}), 401)
@@ -224,6 +252,7 @@ def test_auth_off_opens_the_other_endpoints_but_not_the_personal_ones(medimg_ser
     server = medimg_server(auth=False)
     with httpx.Client(base_url=f"http://127.0.0.1:{server.config.http_port}", timeout=30) as c:
         assert c.get("/api/worklist").status_code == 200
+        assert c.get("/dicomweb/studies").status_code == 200
         assert c.get("/api/me").status_code == 401
         assert c.get("/api/users").status_code == 401
         assert c.get("/api/events/stream").status_code == 401

@@ -80,7 +80,10 @@ def live(medimg_server: Callable[..., Any]) -> Iterator[tuple[Any, str]]:
 
 
 def dicomweb(server: Any) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{server.config.http_port}/dicomweb", timeout=60)
+    """A DICOMweb client of ``server`` with the HTTP Basic credentials of a technologist (a PACS would
+    send its account's the same way)."""
+    return httpx.Client(base_url=f"http://127.0.0.1:{server.config.http_port}/dicomweb", timeout=60,
+                        auth=("tom", PASSWORD))
 
 
 def study_uid_of(path: Path) -> str:

@@ -531,7 +531,7 @@ def test_the_signed_sr_is_a_new_series_with_the_radiologist_and_the_decisions(ws
     # the SR as the store serves it over WADO-RS
     from medimg.server.dicomweb_client import DicomWebClient
 
-    with DicomWebClient(f"{ws.base}/dicomweb") as dw:
+    with DicomWebClient(f"{ws.base}/dicomweb", auth=(TECHNOLOGIST, PASSWORD)) as dw:
         files = list(dw.retrieve(ws.ct_uid, sr_series, sr_sop))
     assert len(files) == 1
     ds = pydicom.dcmread(io.BytesIO(files[0]))
@@ -620,7 +620,7 @@ def test_a_study_stored_while_the_worklist_is_open_appears_without_reload(ada: A
     uid = pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID
     from medimg.server.dicomweb_client import DicomWebClient
 
-    with DicomWebClient(f"{ws.base}/dicomweb") as dw:
+    with DicomWebClient(f"{ws.base}/dicomweb", auth=(TECHNOLOGIST, PASSWORD)) as dw:
         status, _ = dw.store([path.read_bytes()])
     assert status == 200
     row = page.locator(f'[data-testid=worklist-row][data-study-uid="{uid}"]')

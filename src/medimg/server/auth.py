@@ -13,6 +13,10 @@
   password being checked.  An unknown user name costs the same scrypt work as a known one.
 * **Guard**: :class:`SessionGuard` (installed by :func:`install`) answers 401 to every ``/api/*``
   request without a valid session, except ``/api/login`` and ``/api/health`` (and CORS preflights).
+  ``/dicomweb/*`` is guarded too: a session cookie (the workstation's viewer) or HTTP Basic
+  credentials of an active account (PACS, OHIF behind a proxy, scripts); a Basic answer is remembered
+  for :data:`BASIC_CACHE_SECONDS` by the SHA-256 of the header, so a viewer's hundreds of frame
+  requests cost one scrypt check (the account is still looked up, so disabling it works at once).  Wrong Basic passwords count towards the lockout like sign-ins.
   ``auth = false`` in the server config turns the guard off (ingest-only nodes, benchmarks); the
   endpoints that act as a person (review, sign, users, the event stream) need a session even then.
 
@@ -28,6 +32,7 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +66,9 @@ LOCKOUT_SECONDS = 120
 MIN_PASSWORD = 8
 #: ``/api/*`` paths open without a session (exact matches only).
 OPEN_PATHS = frozenset({"/api/login", "/api/health"})
+#: How long a checked HTTP Basic header of ``/dicomweb`` stands without another password check.
+BASIC_CACHE_SECONDS = 60.0
+_BASIC_REALM = 'Basic realm="medimg DICOMweb", charset="UTF-8"'
 
 _N, _R, _P, _DKLEN = 1 << 14, 8, 1, 32
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -316,17 +324,21 @@ RadiologistUser = Annotated[User, Depends(require_role("radiologist"))]
 
 
 class SessionGuard:
-    """ASGI middleware: 401 for ``/api/*`` requests without a valid session (see the module docstring).
+    """ASGI middleware: 401 for ``/api/*`` requests without a valid session and for ``/dicomweb/*``
+    requests without a session or HTTP Basic credentials (see the module docstring).
     The user found is left in ``request.state.user`` for :func:`current_user`."""
 
     def __init__(self, app: ASGIApp, store: Store, required: bool = True) -> None:
         self.app = app
         self.store = store
         self.required = required
+        self._lock = threading.Lock()
+        self._basic: dict[str, tuple[User, float]] = {}  # SHA-256 of a checked header -> (user, until)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if (not self.required or not path.startswith("/api/") or path in OPEN_PATHS
+        dicomweb = path == "/dicomweb" or path.startswith("/dicomweb/")
+        if (not self.required or not (path.startswith("/api/") or dicomweb) or path in OPEN_PATHS
                 or scope.get("method") == "OPTIONS"):
             await self.app(scope, receive, send)
             return
@@ -334,15 +346,51 @@ class SessionGuard:
         from starlette.requests import HTTPConnection
         from starlette.responses import JSONResponse
 
-        token = HTTPConnection(scope).cookies.get(COOKIE)
+        conn = HTTPConnection(scope)
+        token = conn.cookies.get(COOKIE)
         user = await anyio.to_thread.run_sync(session_user, self.store, token) if token else None
+        basic = conn.headers.get("authorization", "")
+        if user is None and dicomweb and basic[:6].lower() == "basic ":
+            try:
+                user = await anyio.to_thread.run_sync(self._basic_user, basic)
+            except LoginRefused as exc:
+                headers = {"Retry-After": str(exc.retry_after)} if exc.status == 429 else {"WWW-Authenticate": _BASIC_REALM}
+                await JSONResponse({"error": f"{path}: {exc.message}"}, status_code=exc.status,
+                                   headers=headers)(scope, receive, send)
+                return
         if user is None:
-            response = JSONResponse({"error": "not signed in: POST /api/login first (the session may have "
-                                              "expired)"}, status_code=401)
+            if dicomweb:
+                response = JSONResponse({"error": f"{path}: not signed in: send HTTP Basic credentials of a "
+                                                  "medimg account or a session cookie"},
+                                        status_code=401, headers={"WWW-Authenticate": _BASIC_REALM})
+            else:
+                response = JSONResponse({"error": "not signed in: POST /api/login first (the session may have "
+                                                  "expired)"}, status_code=401)
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)
+
+    def _basic_user(self, header: str) -> User:
+        """The account of an HTTP Basic ``Authorization`` header (:class:`LoginRefused` if none)."""
+        key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._basic.get(key)
+        if hit is not None and hit[1] > now:
+            row = _find(self.store, hit[0].username)  # one cheap query: a disabled account stops at once
+            if row is not None and row.active:
+                return hit[0]
+        try:
+            username, _, password = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise LoginRefused(401, "the Authorization header is not valid HTTP Basic (base64 of user:password)") from None
+        user = authenticate(self.store, username, password)
+        with self._lock:
+            if len(self._basic) >= 256:
+                self._basic = {k: v for k, v in self._basic.items() if v[1] > now}
+            self._basic[key] = (user, now + BASIC_CACHE_SECONDS)
+        return user
 
 
 def install(app: FastAPI, server: MedimgServer) -> None:
@@ -351,7 +399,7 @@ def install(app: FastAPI, server: MedimgServer) -> None:
     app.state.auth_store = server.store
     required = bool(getattr(server.config, "auth", True))
     if not required:
-        log.warning("auth = false: the /api endpoints other than review, sign and users are open to "
+        log.warning("auth = false: /dicomweb and the /api endpoints other than review, sign and users are open to "
                      "anyone who can reach %s:%d", server.config.host, server.config.http_port)
     app.add_middleware(SessionGuard, store=server.store, required=required)
 

@@ -49,10 +49,12 @@ class DicomWebClient:
     """Client of one DICOMweb service at ``base_url`` (e.g. ``http://host:8042/dicom-web``)."""
 
     def __init__(self, base_url: str, *, timeout: float = 120.0, headers: dict[str, str] | None = None,
-                 client: httpx.Client | None = None) -> None:
+                 client: httpx.Client | None = None, auth: tuple[str, str] | None = None) -> None:
+        """``auth``: (user name, password) sent as HTTP Basic credentials (a medimg server with
+        ``auth = true``, an Orthanc with users)."""
         self.base_url = base_url.rstrip("/")
         self._own = client is None
-        self.http = client or httpx.Client(timeout=timeout, headers=headers or {})
+        self.http = client or httpx.Client(timeout=timeout, headers=headers or {}, auth=auth)
 
     def close(self) -> None:
         if self._own:
