@@ -139,7 +139,8 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         "## Training",
         f"- command: `{command or info.get('command') or 'see configs/' + name + '.toml'}`",
         f"- time: {info.get('training_seconds', 0) / 60:.1f} min of CPU training, summed over every "
-        "member's epochs (a shared 2-core machine, one torch thread per member process)",
+        f"member's epochs on a shared 2-core CPU machine ({info.get('threads', 1)} torch thread(s) in the "
+        "process that finished the run)",
         f"- transfer: {json.dumps(info.get('transfer')) if info.get('transfer') else 'none (trained from scratch)'}",
         "",
         "## Validation metrics (out-of-fold, used for model selection)" if info.get("folds")
