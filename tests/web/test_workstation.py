@@ -457,8 +457,9 @@ def test_review_accept_mark_add_withdraw_impression_and_sign(ada: Any, ws: Works
     page.wait_for_selector("[data-testid=finding-item][data-finding-id=R2][data-review=added]")
     card(page, "R2").click()
     card(page, "R2").get_by_test_id("finding-reject").click()
-    wait_until(lambda: card(page, "R2").count() == 0
-               or card(page, "R2").get_attribute("data-review") == "withdrawn", 30, "R2 to be withdrawn")
+    # one query (gone, or shown as withdrawn): a count then a get_attribute raced the card's removal
+    still = page.locator('[data-testid=finding-item][data-finding-id="R2"]:not([data-review=withdrawn])')
+    wait_until(lambda: still.count() == 0, 30, "R2 to be withdrawn")
 
     # accept the AI's finding
     card(page, "F1").click()

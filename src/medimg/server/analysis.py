@@ -47,6 +47,7 @@ import signal
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -247,7 +248,8 @@ class AnalysisService:
         self.max_attempts = max(1, int(cfg.max_attempts))
         self.retry_seconds = max(0.0, float(getattr(cfg, "retry_seconds", 30.0)))
         self.timeout = max(0.0, float(getattr(cfg, "analysis_timeout", 0.0)))  # 0: no limit
-        self._timed_out_pools: set[int] = set()  # id() of pools broken by stopping a late worker
+        # pools broken by stopping a late worker (weak: a later pool never inherits the mark)
+        self._timed_out_pools: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
         self.reports = self.store.root / "reports"
         self.work = self.store.root / "work"
         self.notifier = WebhookNotifier(cfg.webhook, self.store.log_event) if cfg.webhook else None
@@ -578,7 +580,8 @@ class AnalysisService:
             except (OSError, ValueError):
                 continue  # not in a worker yet
             run.timed_out = True
-            self._timed_out_pools.add(id(run.executor))
+            if run.executor is not None:
+                self._timed_out_pools.add(run.executor)
             log.warning("analysis %d of %s ran past its time limit (%g s): stopping worker %d",
                         run.analysis_id, run.study_uid, self.timeout, pid)
             with contextlib.suppress(ProcessLookupError):
@@ -602,7 +605,7 @@ class AnalysisService:
                     result = {"error": f"the analysis ran longer than its time limit ({self.timeout:g} s, "
                                        "analysis_timeout): its worker was stopped; the server kept running",
                               "final": True}
-                elif id(run.executor) in self._timed_out_pools:
+                elif run.executor is not None and run.executor in self._timed_out_pools:
                     self._requeue(run, "another analysis in the same worker pool was stopped for its time limit")
                     continue
                 else:
