@@ -189,7 +189,15 @@ def start_medimg(store: Path, **overrides: Any) -> Any:
 
     overrides.setdefault("analysis", False)
     overrides.setdefault("auth", False)  # the workstation tests (test_auth, test_review) turn it on
-    overrides.setdefault("dicom_port", free_port())
-    overrides.setdefault("http_port", free_port())
-    cfg = load_config(None, store=store, **overrides)
-    return MedimgServer(cfg).start()
+    ours = [k for k in ("dicom_port", "http_port") if k not in overrides]
+    for attempt in range(3):
+        # a free port can be taken by another test process before the server binds it: pick again
+        overrides.update({k: free_port() for k in ours})
+        cfg = load_config(None, store=store, **overrides)
+        try:
+            return MedimgServer(cfg).start()
+        except (RuntimeError, OSError) as exc:
+            in_use = "port in use" in str(exc) or getattr(exc, "errno", 0) == 98
+            if not ours or attempt == 2 or not in_use:
+                raise
+    raise AssertionError("unreachable")
