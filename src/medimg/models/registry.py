@@ -63,15 +63,17 @@ class Model:
     tta: str = "none"  # test-time augmentation (medimg.models.tta): views averaged at inference
 
     # ---------------------------------------------------------------- raw tensors
-    def member_view_logits(self, x: Any) -> Any:
+    def member_view_logits(self, x: Any, batch_size: int = 4096) -> Any:
         """``(k * v, n, classes)`` logits of every member in every test-time view of a prepared
-        ``(n, c, y, x)`` tensor (one view, the image as it is, when the model has no TTA)."""
+        ``(n, c, y, x)`` tensor (one view, the image as it is, when the model has no TTA), run
+        ``batch_size`` images at a time."""
         import torch
 
         from .tta import apply
 
         with torch.inference_mode():
-            return torch.stack([m(apply(x, v)) for m in self.members for v in views(self.tta)])
+            return torch.cat([torch.stack([m(apply(b, v)) for m in self.members for v in views(self.tta)])
+                              for b in torch.split(x, batch_size)], dim=1)
 
     def predict_proba(self, x: Any, batch_size: int = 4096) -> np.ndarray:
         """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs: the mean over
@@ -80,12 +82,9 @@ class Model:
 
         t = torch.as_tensor(np.asarray(x, dtype=np.float32))
         self._check_batch(t)
-        out: list[torch.Tensor] = []
         with torch.inference_mode():
-            for i in range(0, len(t), batch_size):
-                z = self.member_view_logits(t[i:i + batch_size])
-                out.append(torch.softmax(z / self.temperature, 2).sum(0) / len(z))
-        return torch.cat(out).numpy().astype(np.float64)
+            z = self.member_view_logits(t, batch_size)
+            return (torch.softmax(z / self.temperature, 2).sum(0) / len(z)).numpy().astype(np.float64)
 
     def positive_proba(self, x: Any) -> np.ndarray:
         return self.predict_proba(x)[:, self.contract.positive_class]

@@ -16,7 +16,8 @@
   ``/dicomweb/*`` is guarded too: a session cookie (the workstation's viewer) or HTTP Basic
   credentials of an active account (PACS, OHIF behind a proxy, scripts); a Basic answer is remembered
   for :data:`BASIC_CACHE_SECONDS` by the SHA-256 of the header, so a viewer's hundreds of frame
-  requests cost one scrypt check (the account is still looked up, so disabling it works at once).  Wrong Basic passwords count towards the lockout like sign-ins.
+  requests cost one scrypt check (the account is still looked up, so disabling it works at once).
+  Wrong Basic passwords count towards the lockout like sign-ins.
   ``auth = false`` in the server config turns the guard off (ingest-only nodes, benchmarks); the
   endpoints that act as a person (review, sign, users, the event stream) need a session even then.
 
@@ -350,23 +351,24 @@ class SessionGuard:
         token = conn.cookies.get(COOKIE)
         user = await anyio.to_thread.run_sync(session_user, self.store, token) if token else None
         basic = conn.headers.get("authorization", "")
+        refused: LoginRefused | None = None
         if user is None and dicomweb and basic[:6].lower() == "basic ":
             try:
                 user = await anyio.to_thread.run_sync(self._basic_user, basic)
             except LoginRefused as exc:
-                headers = {"Retry-After": str(exc.retry_after)} if exc.status == 429 else {"WWW-Authenticate": _BASIC_REALM}
-                await JSONResponse({"error": f"{path}: {exc.message}"}, status_code=exc.status,
-                                   headers=headers)(scope, receive, send)
-                return
+                refused = exc
         if user is None:
-            if dicomweb:
-                response = JSONResponse({"error": f"{path}: not signed in: send HTTP Basic credentials of a "
-                                                  "medimg account or a session cookie"},
-                                        status_code=401, headers={"WWW-Authenticate": _BASIC_REALM})
+            if not dicomweb:
+                error, status, headers = ("not signed in: POST /api/login first (the session may have expired)",
+                                          401, {})
+            elif refused is not None:
+                error, status = f"{path}: {refused.message}", refused.status
+                headers = ({"Retry-After": str(refused.retry_after)} if status == 429
+                           else {"WWW-Authenticate": _BASIC_REALM})
             else:
-                response = JSONResponse({"error": "not signed in: POST /api/login first (the session may have "
-                                                  "expired)"}, status_code=401)
-            await response(scope, receive, send)
+                error = f"{path}: not signed in: send HTTP Basic credentials of a medimg account or a session cookie"
+                status, headers = 401, {"WWW-Authenticate": _BASIC_REALM}
+            await JSONResponse({"error": error}, status_code=status, headers=headers)(scope, receive, send)
             return
         scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)

@@ -373,12 +373,8 @@ def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress
 
     if cfg["task"] == "classification":
         assert isinstance(calib_data, ClassData)
-        z_parts = []
-        for idx, ids in groups:
-            gm = group_model(ids)
-            z_parts.append((idx, np.concatenate(
-                [gm.member_view_logits(torch.from_numpy(calib_data.x[idx[i:i + 1024]])).numpy()
-                 for i in range(0, len(idx), 1024)], axis=1)))
+        z_parts = [(idx, group_model(ids).member_view_logits(torch.from_numpy(calib_data.x[idx]), 1024).numpy())
+                   for idx, ids in groups]
         z = np.zeros((z_parts[0][1].shape[0], len(calib_data), n_out), dtype=np.float64)
         for idx, zi in z_parts:
             z[:, idx] = zi
