@@ -7,7 +7,7 @@ classifiers: contract checks, ensemble, temperature-scaled softmax average; ``Mo
 for the vessel U-Net: MONAI sliding-window inference per member) and (b) the same networks built
 directly with MONAI and driven by hand with the same calls (``torch.inference_mode``, softmax /
 sigmoid, ``monai.inferers.sliding_window_inference``, and the model's test-time views written out
-with ``torch.flip`` / ``torch.rot90``); both give the same numbers (checked before timing).  Input
+with ``torch.flip`` / ``torch.rot90``, the jitter views with ``affine_grid`` / ``grid_sample``); both give the same numbers (checked before timing).  Input
 preparation (resizing, normalisation) is done once beforehand for both, so the figures compare the
 inference path only.  The table shows images per second (best of N repeats, medimg and plain
 measured alternately, to be robust to other load on a shared machine) and the ratio medimg / plain: the goal is >= 0.95 (the wrapper costs nothing measurable).  Nothing is asserted.
@@ -53,7 +53,29 @@ def _plain_views(tta):
             fwd, bwd = turn(k)
             out += [(fwd, bwd), (lambda t, f=fwd: f(mirror(t)), lambda t, b=bwd: mirror(b(t)))]
         return out
+    if tta == "flip_x_jitter":  # classification only: warped views are not turned back
+        return [same, (mirror, mirror)] + [(_warp(*w), None) for w in (
+            (0, 1, 0.04, 0), (0, 1, -0.04, 0), (0, 1, 0, 0.04), (0, 1, 0, -0.04),
+            (10, 1, 0, 0), (-10, 1, 0, 0), (0, 0.9, 0, 0), (0, 1.1, 0, 0))]
     raise SystemExit(f"benchmark does not know test-time augmentation {tta!r}")
+
+
+def _warp(degrees, zoom, sx, sy):
+    """A turn / zoom / shift (fraction of the size) by bilinear resampling, borders repeated."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    a = math.radians(degrees)
+    theta = torch.tensor([[math.cos(a) / zoom, -math.sin(a) / zoom, 2 * sx],
+                          [math.sin(a) / zoom, math.cos(a) / zoom, 2 * sy]])
+
+    def fwd(t):
+        grid = F.affine_grid(theta.expand(t.shape[0], 2, 3), list(t.shape), align_corners=False)
+        return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    return fwd
 
 
 def _plain_nets(model):  # the same architecture and weights, straight from MONAI

@@ -2,7 +2,8 @@
 
 For an ensemble the heatmap is the mean of the members' Grad-CAM maps for the positive class, each
 normalised to [0, 1] by MONAI, at the network's input size; a model with test-time augmentation is
-explained in every view it predicts from, each map turned back onto the image before averaging.
+explained in every exact view it predicts from (mirrors and quarter turns, not the warped jitter
+views), each map turned back onto the image before averaging.
 :func:`heatmap_for_image` resamples it to the image's own grid and :func:`save_overlay` writes it
 over the image as a PNG.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from .nets import cam_layer
 from .registry import Model
-from .tta import apply, invert, views
+from .tta import apply, exact_views, invert
 
 __all__ = ["gradcam", "heatmap_for_image", "save_overlay"]
 
@@ -37,7 +38,7 @@ def gradcam(model: Model, x: np.ndarray, class_index: int | None = None) -> np.n
     with torch.enable_grad():
         for net in model.members:
             cam = GradCAM(nn_module=net, target_layers=layer)
-            for v in views(model.tta):
+            for v in exact_views(model.tta):
                 m = cam(apply(t, v).clone().requires_grad_(True), class_idx=cls)
                 maps.append(invert(m, v)[0, 0].detach().numpy())
     out = np.mean(maps, axis=0)

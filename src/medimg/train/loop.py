@@ -321,7 +321,7 @@ def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress
     import torch
 
     from ..models.registry import model_from_states, save_model
-    from ..models.tta import views
+    from ..models.tta import augment_problem
     from . import plots
 
     out = Path(out)
@@ -330,9 +330,11 @@ def train(cfg: dict[str, Any], out: str | Path, *, resume: bool = True, progress
     contract = contract_from_config(cfg)
     tta = str(cfg.get("inference", {}).get("tta") or "none")
     try:
-        views(tta)
+        problem = augment_problem(tta, cfg.get("augment") or {}, cfg["task"])
     except ValueError as exc:
-        raise InputError(cfg.get("source"), f"[inference] tta: {exc}") from None
+        problem = str(exc)
+    if problem:
+        raise InputError(cfg.get("source"), f"[inference] tta: {problem}")
     d = cfg["data"]
     train_data = load_split(d, cfg["task"], d["train_split"], contract)
     val_data = load_split(d, cfg["task"], d["val_split"], contract)
