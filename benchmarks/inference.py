@@ -54,9 +54,10 @@ def _plain_views(tta):
             out += [(fwd, bwd), (lambda t, f=fwd: f(mirror(t)), lambda t, b=bwd: mirror(b(t)))]
         return out
     if tta == "flip_x_jitter":  # classification only: warped views are not turned back
-        return [same, (mirror, mirror)] + [(_warp(*w), None) for w in (
-            (0, 1, 0.04, 0), (0, 1, -0.04, 0), (0, 1, 0, 0.04), (0, 1, 0, -0.04),
-            (10, 1, 0, 0), (-10, 1, 0, 0), (0, 0.9, 0, 0), (0, 1.1, 0, 0))]
+        from medimg.models.tta import views
+
+        return [same, (mirror, mirror)] + [(_warp(v.degrees, v.zoom, *v.shift), None)
+                                           for v in views(tta) if not v.exact]
     raise SystemExit(f"benchmark does not know test-time augmentation {tta!r}")
 
 

@@ -132,13 +132,17 @@ def test_model_file_with_an_unknown_tta_is_refused(tmp_path: Path) -> None:
         load(tmp_path / "bad.pt")
 
 
+def _tiny_config(data_dir: Path, **tables: dict) -> dict:
+    """A one-epoch BreastMNIST classification config with the given extra tables."""
+    return load_config({"name": "x", "data": {"path": str(data_dir / "us" / "breastmnist.npz"),
+                                              "size": [28, 28], "limit": 32},
+                        "model": {"arch": "small_cnn", "channels": [4]}, "train": {"epochs": 1}, **tables})
+
+
 def test_config_with_an_unknown_tta_is_one_clear_error(data_dir: Path, tmp_path: Path) -> None:
     from medimg.errors import InputError
 
-    cfg = load_config({"name": "x", "data": {"path": str(data_dir / "us" / "breastmnist.npz"),
-                                             "size": [28, 28], "limit": 32},
-                       "model": {"arch": "small_cnn", "channels": [4]}, "train": {"epochs": 1},
-                       "inference": {"tta": "sideways"}})
+    cfg = _tiny_config(data_dir, inference={"tta": "sideways"})
     with pytest.raises(InputError, match=r"\[inference\] tta: unknown test-time augmentation"):
         train(cfg, tmp_path / "run", progress=False)
 
@@ -168,11 +172,7 @@ def test_segmentation_model_file_with_warped_views_is_refused(tmp_path: Path) ->
 def test_config_whose_tta_the_augmentation_does_not_cover_is_refused(data_dir: Path, tmp_path: Path) -> None:
     from medimg.errors import InputError
 
-    cfg = load_config({"name": "x", "data": {"path": str(data_dir / "us" / "breastmnist.npz"),
-                                             "size": [28, 28], "limit": 32},
-                       "model": {"arch": "small_cnn", "channels": [4]}, "train": {"epochs": 1},
-                       "augment": {"flip_x": 0.5, "rotate": 5},
-                       "inference": {"tta": "flip_x_jitter"}})
+    cfg = _tiny_config(data_dir, augment={"flip_x": 0.5, "rotate": 5}, inference={"tta": "flip_x_jitter"})
     with pytest.raises(InputError, match=r"\[inference\] tta: 'flip_x_jitter' shows the network views "
                                          r"it was not trained on; .*rotate >= 10"):
         train(cfg, tmp_path / "run", progress=False)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .contract import Contract, ContractError, prepare
-from .tta import exact_views, views
+from .tta import task_problem, views
 
 __all__ = ["FORMAT", "Model", "ModelError", "available", "load", "save_model", "weights_dir"]
 
@@ -184,8 +184,9 @@ def load(name_or_path: str | os.PathLike[str]) -> Model:
         arch, kw = payload["arch"], dict(payload.get("arch_kwargs", {}))
         n_out = int(payload["n_out"])
         tta = str(payload.get("tta", "none"))
-        if views(tta) != exact_views(tta) and contract.task != "classification":
-            raise ValueError(f"tta {tta!r} has warped views; a {contract.task} model needs exact ones")
+        problem = task_problem(tta, contract.task)
+        if problem:
+            raise ValueError(f"test-time augmentation {problem}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{p}: model file lacks or has a bad entry ({exc}); retrain it") from None
     if not members:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-__all__ = ["TTA_NAMES", "View", "apply", "augment_problem", "exact_views", "invert", "views"]
+__all__ = ["TTA_NAMES", "View", "apply", "augment_problem", "exact_views", "invert", "task_problem", "views"]
 
 
 class View(NamedTuple):
@@ -55,13 +55,13 @@ TTA_NAMES: dict[str, tuple[View, ...]] = {
     "flip_x_jitter": (View(0, False), View(0, True), *_JITTER),
 }
 
-# What each name needs of the training augmentation ([augment] key -> smallest value).
-_NEEDS: dict[str, dict[str, float]] = {
+# What each name needs of the training augmentation: [augment] key -> smallest value (None: switched on).
+_NEEDS: dict[str, dict[str, float | None]] = {
     "none": {},
-    "flip_x": {"flip_x": 1e-9},
-    "flip_xy": {"flip_x": 1e-9, "flip_y": 1e-9},
-    "dihedral": {"flip_x": 1e-9, "rot90": 1},
-    "flip_x_jitter": {"flip_x": 1e-9, "rotate": 10.0, "scale": 0.1, "translate": 0.04},
+    "flip_x": {"flip_x": None},
+    "flip_xy": {"flip_x": None, "flip_y": None},
+    "dihedral": {"flip_x": None, "rot90": None},
+    "flip_x_jitter": {"flip_x": None, "rotate": 10.0, "scale": 0.1, "translate": 0.04},
 }
 
 
@@ -79,14 +79,22 @@ def exact_views(name: str | None) -> tuple[View, ...]:
     return tuple(v for v in views(name) if v.exact)
 
 
+def task_problem(name: str | None, task: str) -> str | None:
+    """Why ``name``'s views do not serve a ``task`` model (None: they do): warped views cannot be
+    turned back onto a segmentation's grid.  ValueError for an unknown name."""
+    if any(not v.exact for v in views(name)) and task != "classification":
+        return f"{name or 'none'!r} has warped views, which cannot be turned back: classification only"
+    return None
+
+
 def augment_problem(name: str | None, augment: dict[str, Any], task: str) -> str | None:
     """Why ``name`` does not fit a model trained with ``augment`` for ``task`` (None: it fits)."""
     key = name or "none"
-    vs = views(key)
-    if task != "classification" and any(not v.exact for v in vs):
-        return f"{key!r} has warped views, which cannot be turned back: classification only"
-    short = [f"{k} >= {v:g}" if v >= 1e-6 else k for k, v in _NEEDS[key].items()
-             if float(augment.get(k) or 0) < v]
+    problem = task_problem(key, task)
+    if problem:
+        return problem
+    short = [k if need is None else f"{k} >= {need:g}" for k, need in _NEEDS[key].items()
+             if (not augment.get(k) if need is None else float(augment.get(k) or 0) < need)]
     if short:
         return (f"{key!r} shows the network views it was not trained on; the [augment] table needs "
                 + ", ".join(short))
