@@ -352,7 +352,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train.evaluate import evaluate
 
-    result = evaluate(args.model, args.data, args.split, n_boot=args.boot, out=args.out)
+    result = evaluate(args.model, args.data, args.split, n_boot=args.boot, out=args.out,
+                      explain=args.explain)
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
@@ -362,6 +363,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             lo, hi = result[f"{k}_ci"]
             print(f"  {k:<12} {v:.4f}  (95% CI {lo:.4f}-{hi:.4f})")
     print(f"  threshold    {result['threshold']:.4f}")
+    e = result.get("explanation")
+    if e and e["n"]:
+        print(f"  Grad-CAM on {e['selection']}: deletion {e['deletion']:.4f} (random order "
+              f"{e['random_deletion']:.4f}, lower is better), insertion {e['insertion']:.4f} (random "
+              f"{e['random_insertion']:.4f}, higher is better)")
+    elif e:
+        print(f"  Grad-CAM: {e['selection']}")
     return EXIT_OK
 
 
@@ -552,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--out", metavar="DIR", help="also write ROC/calibration plots or probability maps")
+    p.add_argument("--explain", type=int, default=0, metavar="N",
+                   help="also check the Grad-CAM heatmaps of the first N images called positive "
+                        "(deletion/insertion against a random order)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("serve", help="run a DICOM node and DICOMweb service with a study store that "

@@ -1,5 +1,5 @@
 """Every shipped model: loads offline, is small, and its model card's test figures are what
-`medimg evaluate` measures again now (within 0.005)."""
+`medimg evaluate` measures again now (within 0.005); so are a classifier's explanation-check figures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from medimg.cli import main
 from medimg.models import available, load
-from medimg.models.card import card_metrics, docs_dir, read_card_spec
+from medimg.models.card import EXPLAIN_N, card_explanation, card_metrics, docs_dir, read_card_spec
 from medimg.models.registry import weights_dir
 from medimg.train.config import resolve_data_path
 from medimg.train.evaluate import evaluate
@@ -52,6 +52,42 @@ def test_card_figures_are_reproduced(name: str, data_dir: Path) -> None:
         assert got[key] == pytest.approx(value, abs=0.005), key
     for text_key in ("Intended use", "Limits", "command", "time", "not for diagnosis"):
         assert text_key.lower() in text.lower()
+
+
+CLASSIFIERS = ["cxr-pneumonia", pytest.param("us-breast", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_card_explanation_check_is_reproduced(name: str, data_dir: Path) -> None:
+    text = (docs_dir() / f"{name}.md").read_text()
+    spec = read_card_spec(text)
+    card = card_explanation(text)
+    assert set(card) == {"deletion", "insertion", "random_deletion", "random_insertion"}
+    got = evaluate(name, resolve_data_path(spec["data"]), spec["split"], n_boot=10,
+                   explain=EXPLAIN_N)["explanation"]
+    assert got["n"] == EXPLAIN_N
+    for key, value in card.items():
+        assert got[key] == pytest.approx(value, abs=0.005), key
+    # blurring away what the heatmap ranks first lowers the probability faster than a random order
+    assert got["deletion"] < got["random_deletion"]
+    if got["random_deletion"] < 0.9:  # the check has room: insertion must beat random clearly too
+        assert got["insertion"] > got["random_insertion"] + 0.05
+
+
+def test_evaluate_explain_is_refused_for_a_segmentation_model(data_dir: Path, capsys) -> None:
+    code = main(["evaluate", "retina-vessels", str(data_dir / "retina" / "drive"), "--explain", "4"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "retina-vessels" in err and "--explain (Grad-CAM) needs a classifier" in err
+
+
+def test_evaluate_cli_reports_the_explanation_check(data_dir: Path, capsys) -> None:
+    code = main(["evaluate", "cxr-pneumonia", str(data_dir / "xray" / "pneumoniamnist.npz"), "--split",
+                 "val", "--explain", "4", "--boot", "20"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Grad-CAM on the first 4 images called positive (probability >= 0.6669)" in out
+    assert "deletion" in out and "insertion" in out
 
 
 def test_evaluate_cli_json(data_dir: Path, capsys) -> None:
@@ -101,3 +137,22 @@ def test_model_file_keeps_batch_norm_statistics_in_full_precision(tmp_path: Path
     loaded = load(tmp_path / "m.pt").members[0]
     assert torch.equal(loaded.state_dict()["features.0.conv.unit0.adn.N.running_mean"],
                        state["features.0.conv.unit0.adn.N.running_mean"])
+
+
+def test_refresh_explanation_puts_the_section_back_in_place(data_dir: Path, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    import medimg.models.card as card
+
+    real = (docs_dir() / "cxr-pneumonia.md").read_text()
+    head, rest = real.split("## Explanation check", 1)
+    stripped = head + "## " + rest.split("\n## ", 1)[1]
+    assert "## Explanation check" not in stripped
+    monkeypatch.setattr(card, "docs_dir", lambda: tmp_path)
+    (tmp_path / "cxr-pneumonia.md").write_text(stripped)
+    out = card.refresh_explanation("cxr-pneumonia")
+    again = out.read_text()
+    assert again.index("## Explanation check") < again.index("## Against the bars")
+    assert card_explanation(again) == pytest.approx(card_explanation(real), abs=0.005)
+    assert card_metrics(again) == card_metrics(real)
+    card.refresh_explanation("cxr-pneumonia")
+    assert out.read_text() == again  # measured again in place: nothing added twice

@@ -5,6 +5,7 @@ on the shipped weights file; ``tests/models/test_registry.py`` measures them aga
 
     python -m medimg.models.card runs/cxr-pneumonia/model.pt cxr-pneumonia xray/pneumoniamnist.npz \\
         --intended "..." --limits "..."
+    python -m medimg.models.card explanation us-breast   # re-measure a card's explanation check
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from typing import Any
 
 from .registry import load, weights_dir
 
-__all__ = ["card_metrics", "read_card_spec", "ship"]
+__all__ = ["card_explanation", "card_metrics", "read_card_spec", "refresh_explanation", "ship"]
 
 CLASS_KEYS = ("auc", "accuracy", "sensitivity", "specificity", "f1", "ppv", "npv", "brier")
 SEG_KEYS = ("f1", "auc", "accuracy", "sensitivity", "specificity", "dice", "hd95")
 _SPEC = re.compile(r"<!-- medimg-evaluate: (\{.*?\}) -->")
 _ROW = re.compile(r"^\|\s*([a-z0-9_]+)\s*\|\s*([-0-9.]+)\s*\|")
+_EXPLAIN_ROW = re.compile(r"^\|\s*(deletion|insertion)\b[^|]*\|\s*([-0-9.]+)\s*\|\s*([-0-9.]+)\s*\|")
+EXPLAIN_N = 32  # images called positive whose Grad-CAM heatmaps a classifier's card checks
+_EXPLAIN_HEAD = "## Explanation check"
 
 
 def docs_dir() -> Path:
@@ -47,6 +51,68 @@ def card_metrics(text: str) -> dict[str, float]:
         m = _ROW.match(line.strip())
         if m:
             out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def card_explanation(text: str) -> dict[str, float]:
+    """The figures of the card's "Explanation check" table (``deletion``, ``random_deletion``, ...)."""
+    if _EXPLAIN_HEAD not in text:
+        return {}
+    section = text.split(_EXPLAIN_HEAD, 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        m = _EXPLAIN_ROW.match(line.strip())
+        if m:
+            out[m.group(1)], out[f"random_{m.group(1)}"] = float(m.group(2)), float(m.group(3))
+    return out
+
+
+def _explanation_section(name: str, data: str, split: str) -> tuple[str, dict[str, Any]]:
+    """The card section that checks a classifier's Grad-CAM heatmaps on ``data``/``split``."""
+    from ..train.config import resolve_data_path
+    from ..train.evaluate import evaluate
+
+    e = evaluate(name, resolve_data_path(data), split, n_boot=10, explain=EXPLAIN_N)["explanation"]
+    if not e["n"]:
+        return f"{_EXPLAIN_HEAD}\nNot measured: {e['selection']}.\n", e
+    text = "\n".join([
+        _EXPLAIN_HEAD,
+        f"Do the Grad-CAM heatmaps point at what the model uses? Checked on {e['selection']} of "
+        f"`{split}` by deletion and insertion (`medimg.models.explain.faithfulness`, {e['steps']} steps, "
+        f"pixels replaced by a {e['baseline']}): the area under the positive-class probability while "
+        "the pixels the heatmap ranks highest are blurred away first (deletion: lower is better) or "
+        "restored first into the blurred image (insertion: higher is better), against the same in a "
+        "random order. Measured by "
+        f"`medimg evaluate {name} {data} --split {split} --explain {EXPLAIN_N} --json`.",
+        "",
+        "| measure | Grad-CAM order | random order |",
+        "|---|---|---|",
+        f"| deletion (lower is better) | {e['deletion']:.4f} | {e['random_deletion']:.4f} |",
+        f"| insertion (higher is better) | {e['insertion']:.4f} | {e['random_insertion']:.4f} |",
+        "",
+    ])
+    if e["random_deletion"] > 0.9:
+        text += ("\nThe probability stays near 1 even as the image is blurred away in a random order: "
+                 "this model reads a blurred image as its positive class, so the check has little room on these "
+                 "images and its differences are weak evidence either way.\n")
+    return text, e
+
+
+def refresh_explanation(name: str) -> Path:
+    """Measure a shipped classifier's explanation check again and put it into its card (in place)."""
+    out = docs_dir() / f"{name}.md"
+    text = out.read_text()
+    spec = read_card_spec(text)
+    section, _ = _explanation_section(name, spec["data"], spec["split"])
+    if _EXPLAIN_HEAD in text:
+        head, rest = text.split(_EXPLAIN_HEAD, 1)
+        tail = rest.split("\n## ", 1)
+        text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        anchor = next((a for a in ("## Against the bars", "## Notes") if a in text), None)
+        text = (text.replace(anchor, section + "\n" + anchor, 1) if anchor
+                else text.rstrip("\n") + "\n\n" + section)
+    out.write_text(text)
     return out
 
 
@@ -153,6 +219,8 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         _table(res, keys),
         "",
     ]
+    if model.contract.task == "classification":
+        lines += [_explanation_section(name, data, split)[0]]
     if bars:
         lines += ["## Against the bars", bars, ""]
     if notes:
@@ -165,6 +233,16 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["explanation"]:
+        ex = argparse.ArgumentParser(prog="python -m medimg.models.card explanation",
+                                     description="measure a shipped classifier's explanation check "
+                                                 "again and rewrite that section of its card")
+        ex.add_argument("name")
+        print(refresh_explanation(ex.parse_args(args[1:]).name))
+        return 0
     ap = argparse.ArgumentParser(prog="python -m medimg.models.card")
     ap.add_argument("model_file")
     ap.add_argument("name")
@@ -175,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bars", default="")
     ap.add_argument("--notes", default="")
     ap.add_argument("--command", default="", help="the training command(s), if not the recorded one")
-    a = ap.parse_args(argv)
+    a = ap.parse_args(args)
     print(ship(Path(a.model_file), a.name, a.data, a.split, intended=a.intended, limits=a.limits,
                bars=a.bars, notes=a.notes, command=a.command))
     return 0

@@ -19,7 +19,7 @@ from .config import resolve_data_path
 from .data import ClassData, SegData, _has_split_dirs, load_split
 from .metrics import classification_metrics, segmentation_metrics
 
-__all__ = ["default_split", "evaluate"]
+__all__ = ["default_split", "evaluate", "explanation_check"]
 
 
 def default_split(path: Path) -> str:
@@ -33,13 +33,16 @@ def default_split(path: Path) -> str:
 
 def evaluate(model: str | os.PathLike[str] | Model, data: str | os.PathLike[str],
              split: str | None = None, *, n_boot: int = 1000, out: str | Path | None = None,
-             limit: int | None = None) -> dict[str, Any]:
+             limit: int | None = None, explain: int = 0) -> dict[str, Any]:
     """Metrics of ``model`` on ``data`` (its ``split``), each with a ``_ci`` 95% interval.
 
     Classification: ``auc``, ``accuracy``, ``sensitivity``, ``specificity``, ``f1``, ``ppv``,
     ``npv``, ``brier``, ``ece`` at the model's operating point; segmentation: ``f1`` (pooled
     pixels inside the field of view), ``auc``, ``accuracy``, ``sensitivity``, ``specificity``,
     ``dice`` (mean per image), ``hd95`` (pixels).
+
+    ``explain=N`` (classifiers) adds ``explanation``: :func:`medimg.models.explain.faithfulness` of the
+    Grad-CAM heatmaps of the first ``N`` images the model calls positive.
     """
     m = model if isinstance(model, Model) else load(model)
     p = resolve_data_path(data)  # as given, else under $MEDIMG_DATA / ../shared/data
@@ -65,6 +68,8 @@ def evaluate(model: str | os.PathLike[str] | Model, data: str | os.PathLike[str]
         y = (ds.y == c.positive_class).astype(int)
         result.update(classification_metrics(y, prob, m.threshold, n_boot=n_boot))
         result["positive_class"] = c.classes[c.positive_class] if c.classes else c.positive_class
+        if explain > 0:
+            result["explanation"] = explanation_check(m, ds.x, prob, explain)
         if out:
             from . import plots
 
@@ -72,6 +77,8 @@ def evaluate(model: str | os.PathLike[str] | Model, data: str | os.PathLike[str]
             plots.roc(y, prob, o / f"roc_{split}.png", f"{m.name} ROC ({split})", m.threshold)
             plots.calibration(y, prob, o / f"calibration_{split}.png", f"{m.name} calibration ({split})")
     else:
+        if explain > 0:
+            raise ContractError(f"model {m.name!r} is a {c.task} model; --explain (Grad-CAM) needs a classifier")
         if not isinstance(ds, SegData):
             raise ContractError(f"{p}: not segmentation data for model {m.name!r}")
         probs = [m.segment_proba(img) for img in ds.images]
@@ -86,3 +93,15 @@ def evaluate(model: str | os.PathLike[str] | Model, data: str | os.PathLike[str]
                     o / f"{Path(ident).stem}_prob.png")
     result["threshold"] = m.threshold
     return result
+
+
+def explanation_check(model: Model, x: np.ndarray, prob: np.ndarray, n: int) -> dict[str, Any]:
+    """Faithfulness of the Grad-CAM heatmaps of the first ``n`` of ``x`` that ``model`` calls positive."""
+    from ..models.explain import faithfulness
+
+    idx = np.flatnonzero(prob >= model.threshold)[:n]
+    if len(idx) == 0:
+        return {"n": 0, "selection": "no image called positive; nothing to explain"}
+    out = faithfulness(model, x[idx])
+    out["selection"] = f"the first {len(idx)} images called positive (probability >= {model.threshold:.4f})"
+    return out
