@@ -29,6 +29,40 @@ def test_chest_xray_on_pydicom_cr(pydicom_data_dir: Path, tmp_path: Path, name: 
     d = report.to_dict()
     assert d["findings"][0]["evidence"][0]["kind"] == "heatmap"
     assert "Pneumonia probability" in report.impression
+    # how much of the heatmap lies in the lung fields, measured again from the model and the masks
+    from medimg.models import load
+    from medimg.models.contract import prepare
+    from medimg.models.explain import gradcam
+    from medimg.protocols.learned import MIN_HEAT_SHARE, heat_share
+
+    share = f.measurement("gradcam_share_in_lung_fields")
+    assert share is not None and 0.0 <= share.value <= 1.0
+    model = load("cxr-pneumonia")
+    arr = model.contract.check_image(image, str(path))
+    lungs = np.zeros(arr.shape, bool)
+    for s in report.structures:
+        lungs |= s.mask[0].astype(bool)
+    assert share.value == pytest.approx(heat_share(gradcam(model, prepare(arr, model.contract)), lungs), abs=1e-4)
+    caveat = f.characterisation.get("explanation_caveat")
+    assert (caveat is not None) == (share.value < MIN_HEAT_SHARE)
+    if caveat:
+        assert f"{100 * (1 - share.value):.0f}% of the heatmap lies outside the lung fields" in caveat
+        assert caveat in report.impression
+
+
+def test_heat_share_is_the_mass_inside_the_mask() -> None:
+    from medimg.protocols.learned import heat_share
+
+    heat = np.zeros((28, 28), np.float32)
+    heat[:14] = 1.0  # the top half, on a 28x28 grid resampled to 56x56
+    top = np.zeros((56, 56), bool)
+    top[:28] = True
+    assert heat_share(heat, top) == pytest.approx(1.0, abs=0.03)
+    assert heat_share(heat, ~top) == pytest.approx(0.0, abs=0.03)
+    left = np.zeros((56, 56), bool)
+    left[:, :28] = True
+    assert heat_share(heat, left) == pytest.approx(0.5, abs=1e-6)
+    assert heat_share(np.zeros((28, 28), np.float32), top) == 0.0
 
 
 def test_chest_xray_photograph(data_dir: Path, tmp_path: Path) -> None:

@@ -77,10 +77,13 @@ def lung_fields(case: Case) -> Case:
 
 
 def pneumonia(case: Case) -> Case:
+    """Pneumonia probability and heatmap; how much of the heatmap lies in the lung fields (if found)."""
     assert case.image is not None
+    fields = case.segmentation if case.notes.get("lungs_found") else None
     classify(case, PROTOCOL, "cxr-pneumonia", "pneumonia", PNEUMONIA, case.image,
              words=("pneumonia suspected", "pneumonia not suspected"),
-             caveat="28x28 model trained on paediatric chest X-rays (PneumoniaMNIST); not for diagnosis")
+             caveat="28x28 model trained on paediatric chest X-rays (PneumoniaMNIST); not for diagnosis",
+             region=("lung_fields", fields.mask) if fields is not None else None)
     return case
 
 
@@ -94,6 +97,8 @@ def report(case: Case) -> Case:
         lines.append(f"Pneumonia probability {f.probability:.2f} (operating point "
                      f"{thr.value if thr else float('nan'):.2f}): {f.characterisation['call']}; "
                      f"Grad-CAM heatmap attached.")
+        if f.characterisation.get("explanation_caveat"):
+            lines.append(f"Heatmap: {f.characterisation['explanation_caveat']}.")
         positive = f.characterisation["call"] == "pneumonia suspected"
         case.triage = Triage("soon" if positive else "routine",
                              "software suspects pneumonia" if positive else "no pneumonia suspected by software")

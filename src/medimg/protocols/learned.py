@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import Case
     from ..report.model import Report
 
-__all__ = ["analyze_image", "classify", "record", "to_grey"]
+__all__ = ["MIN_HEAT_SHARE", "analyze_image", "classify", "heat_share", "record", "to_grey"]
 
 
 def _version() -> str:
@@ -77,12 +77,26 @@ def output_dir(case: Case) -> Path:
     return p
 
 
+MIN_HEAT_SHARE = 0.5  # below this share of the heatmap inside the finding's anatomy, say so
+
+
+def heat_share(heat: np.ndarray, mask: np.ndarray) -> float:
+    """Share of a heatmap's mass (resampled to ``mask``'s grid) inside ``mask``; 0 for an empty map."""
+    from ..models.explain import heatmap_for_image
+
+    h = np.clip(heatmap_for_image(heat, mask.shape), 0, None)
+    total = float(h.sum())
+    return float(h[mask.astype(bool)].sum()) / total if total > 0 else 0.0
+
+
 def classify(case: Case, protocol: str, model_name: str, kind: str, code: Code,
              image: Image, *, words: tuple[str, str], roi: tuple[int, int, int, int] | None = None,
-             caveat: str = "") -> Finding:
+             caveat: str = "", region: tuple[str, np.ndarray] | None = None) -> Finding:
     """Apply a shipped classifier to ``image`` and add a finding with probability and heatmap.
 
-    ``words``: how to say the call above and below the operating point.
+    ``words``: how to say the call above and below the operating point. ``region``: (name, mask on
+    the image's grid) of the anatomy the finding is about; the share of the heatmap inside it is
+    measured, and below :data:`MIN_HEAT_SHARE` the finding says the model's evidence lies elsewhere.
     """
     from ..models import load
     from ..models.explain import evidence_entry, gradcam, save_overlay
@@ -100,6 +114,16 @@ def classify(case: Case, protocol: str, model_name: str, kind: str, code: Code,
     heat = gradcam(model, x)
     path = save_overlay(arr, heat, output_dir(case) / f"{kind}_gradcam.png")
     positive = prob >= model.threshold
+    extra: list[Measurement] = []
+    explanation_caveat = ""
+    if region is not None and roi is None and region[1].shape == arr.shape[:2]:
+        share = heat_share(heat, region[1])
+        where = region[0].replace("_", " ")
+        extra.append(Measurement(f"gradcam_share_in_{region[0]}", share, "1",
+                                 f"share of the Grad-CAM heatmap's mass inside the {where}"))
+        if share < MIN_HEAT_SHARE:
+            explanation_caveat = (f"{100 * (1 - share):.0f}% of the heatmap lies outside the {where}: "
+                                  "the probability may rest on cues outside them")
     op = model.info.get("operating_point", {})
     val = model.info.get("val_metrics", {})
     params = {"model": model.name, "threshold": model.threshold, "temperature": model.temperature,
@@ -119,12 +143,14 @@ def classify(case: Case, protocol: str, model_name: str, kind: str, code: Code,
             Measurement("operating_point", model.threshold, "1",
                         f"decision threshold ({op.get('rule', 'fixed')}, chosen on the "
                         f"{op.get('chosen_on', 'validation split')})"),
+            *extra,
         ],
         probability=prob,
         provenance=Provenance(f"medimg.models.{model.name}", _version(), params,
                               model_card=model.card_path),
         characterisation={"call": words[0] if positive else words[1],
-                          **({"caveat": caveat} if caveat else {})},
+                          **({"caveat": caveat} if caveat else {}),
+                          **({"explanation_caveat": explanation_caveat} if explanation_caveat else {})},
         evidence=[evidence_entry(path, model, {"class": model.contract.classes[
             model.contract.positive_class] if model.contract.classes else None})],
     )
