@@ -146,8 +146,6 @@ def save_overlay(image_yx: np.ndarray, heat: np.ndarray, path: str | Path, alpha
 
 def evidence_entry(path: Path, model: Model, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``Finding.evidence`` item for a saved Grad-CAM overlay."""
-    from .tta import exact_views
-
     n = len(model.members) * len(exact_views(model.tta))
     return {"kind": "heatmap", "method": "Grad-CAM (MONAI)", "path": str(path),
             "model": model.name, "layer": cam_layer(model.arch),
