@@ -66,6 +66,11 @@ def gradcam(model: Model, x: np.ndarray, class_index: int | None = None, *,
     return out.astype(np.float32)
 
 
+# Curve images per model call: small CNNs on 2 CPU cores run 1.5-2x faster per image in batches of
+# about a hundred than in thousands (us-breast: 20 img/s at 64, 11 at 704).
+_BATCH_IMAGES = 128
+
+
 def faithfulness(model: Model, x: np.ndarray, heats: np.ndarray | None = None, *, steps: int = 10,
                  seed: int = 0, baseline: str = "blur") -> dict[str, Any]:
     """Deletion and insertion scores of heatmaps for prepared inputs ``x`` ``(n, c, y, x)``.
@@ -93,25 +98,27 @@ def faithfulness(model: Model, x: np.ndarray, heats: np.ndarray | None = None, *
     rng = np.random.default_rng(seed)
     hw = x.shape[2] * x.shape[3]
     sigma = max(1.0, min(x.shape[2:]) / 10)
-    scores: dict[str, list[float]] = {k: [] for k in
-                                      ("deletion", "insertion", "random_deletion", "random_insertion")}
-    for xi, h in zip(x, heats, strict=True):
-        if baseline == "blur":
-            blur = gaussian_filter(xi, sigma=(0, sigma, sigma)).astype(np.float32)
-        else:
-            blur = np.broadcast_to(xi.mean(axis=(1, 2), keepdims=True), xi.shape).astype(np.float32)
-        orders = (("", np.argsort(-np.asarray(h).ravel(), kind="stable")), ("random_", rng.permutation(hw)))
+    per_image = 2 * 2 * (steps + 1)  # (heatmap, random order) x (deletion, insertion) x steps
+    chunk = max(1, _BATCH_IMAGES // per_image)  # images whose curves go in one model call
+    probs = []
+    for start in range(0, len(x), chunk):
         batch = []
-        for _, order in orders:
-            for k in range(steps + 1):
-                keep = np.zeros(hw, bool)
-                keep[order[: round(hw * k / steps)]] = True
-                keep = keep.reshape(1, *x.shape[2:])
-                batch += [np.where(keep, blur, xi), np.where(keep, xi, blur)]
-        p = model.positive_proba(np.stack(batch)).reshape(2, steps + 1, 2)
-        for j, (prefix, _) in enumerate(orders):
-            scores[prefix + "deletion"].append(float(np.trapezoid(p[j, :, 0], dx=1 / steps)))
-            scores[prefix + "insertion"].append(float(np.trapezoid(p[j, :, 1], dx=1 / steps)))
+        for xi, h in zip(x[start:start + chunk], heats[start:start + chunk], strict=True):
+            if baseline == "blur":
+                blur = gaussian_filter(xi, sigma=(0, sigma, sigma)).astype(np.float32)
+            else:
+                blur = np.broadcast_to(xi.mean(axis=(1, 2), keepdims=True), xi.shape).astype(np.float32)
+            for order in (np.argsort(-np.asarray(h).ravel(), kind="stable"), rng.permutation(hw)):
+                for k in range(steps + 1):
+                    keep = np.zeros(hw, bool)
+                    keep[order[: round(hw * k / steps)]] = True
+                    keep = keep.reshape(1, *x.shape[2:])
+                    batch += [np.where(keep, blur, xi), np.where(keep, xi, blur)]
+        probs.append(model.positive_proba(np.stack(batch)).reshape(-1, 2, steps + 1, 2))
+    p = np.concatenate(probs)  # (image, order, step, deletion/insertion)
+    area = np.trapezoid(p, dx=1 / steps, axis=2)
+    scores = {"deletion": area[:, 0, 0], "insertion": area[:, 0, 1],
+              "random_deletion": area[:, 1, 0], "random_insertion": area[:, 1, 1]}
     out: dict[str, Any] = {k: float(np.mean(v)) for k, v in scores.items()}
     out.update(n=len(x), steps=steps,
                baseline=f"Gaussian blur, sigma {sigma:g} px" if baseline == "blur" else "image mean")
