@@ -67,14 +67,10 @@ def card_explanation(text: str) -> dict[str, float]:
     return out
 
 
-def _explanation_section(name: str, data: str, split: str) -> tuple[str, dict[str, Any]]:
-    """The card section that checks a classifier's Grad-CAM heatmaps on ``data``/``split``."""
-    from ..train.config import resolve_data_path
-    from ..train.evaluate import evaluate
-
-    e = evaluate(name, resolve_data_path(data), split, n_boot=10, explain=EXPLAIN_N)["explanation"]
+def _explanation_section(name: str, data: str, split: str, e: dict[str, Any]) -> str:
+    """The card section of a classifier's explanation check ``e`` (``evaluate(..., explain=N)``)."""
     if not e["n"]:
-        return f"{_EXPLAIN_HEAD}\nNot measured: {e['selection']}.\n", e
+        return f"{_EXPLAIN_HEAD}\nNot measured: {e['selection']}.\n"
     text = "\n".join([
         _EXPLAIN_HEAD,
         f"Do the Grad-CAM heatmaps point at what the model uses? Checked on {e['selection']} of "
@@ -95,15 +91,20 @@ def _explanation_section(name: str, data: str, split: str) -> tuple[str, dict[st
         text += ("\nThe probability stays near 1 even as the image is blurred away in a random order: "
                  "this model reads a blurred image as its positive class, so the check has little room on these "
                  "images and its differences are weak evidence either way.\n")
-    return text, e
+    return text
 
 
 def refresh_explanation(name: str) -> Path:
     """Measure a shipped classifier's explanation check again and put it into its card (in place)."""
     out = docs_dir() / f"{name}.md"
     text = out.read_text()
+    from ..train.config import resolve_data_path
+    from ..train.evaluate import evaluate
+
     spec = read_card_spec(text)
-    section, _ = _explanation_section(name, spec["data"], spec["split"])
+    e = evaluate(name, resolve_data_path(spec["data"]), spec["split"], n_boot=10,
+                 explain=EXPLAIN_N)["explanation"]
+    section = _explanation_section(name, spec["data"], spec["split"], e)
     if _EXPLAIN_HEAD in text:
         head, rest = text.split(_EXPLAIN_HEAD, 1)
         tail = rest.split("\n## ", 1)
@@ -158,7 +159,9 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
     if Path(model_file).resolve() != dest.resolve():
         shutil.copyfile(model_file, dest)
     model = load(name)
-    res = evaluate(name, resolve_data_path(data), split)
+    classifier = model.contract.task == "classification"
+    res = evaluate(name, resolve_data_path(data), split, explain=EXPLAIN_N if classifier else 0)
+    explanation = res.pop("explanation", None)
     info = model.info
     keys = CLASS_KEYS if model.contract.task == "classification" else SEG_KEYS
     c = model.contract
@@ -219,8 +222,8 @@ def ship(model_file: Path, name: str, data: str, split: str, *, intended: str, l
         _table(res, keys),
         "",
     ]
-    if model.contract.task == "classification":
-        lines += [_explanation_section(name, data, split)[0]]
+    if explanation is not None:
+        lines += [_explanation_section(name, data, split, explanation)]
     if bars:
         lines += ["## Against the bars", bars, ""]
     if notes:

@@ -72,8 +72,11 @@ class Model:
         from .tta import apply
 
         with torch.inference_mode():
-            return torch.cat([torch.stack([m(apply(b, v)) for m in self.members for v in views(self.tta)])
-                              for b in torch.split(x, batch_size)], dim=1)
+            parts = []
+            for b in torch.split(x, batch_size):
+                seen = [apply(b, v) for v in views(self.tta)]  # each view made once, not per member
+                parts.append(torch.stack([m(xv) for m in self.members for xv in seen]))
+            return torch.cat(parts, dim=1)
 
     def predict_proba(self, x: Any, batch_size: int = 4096) -> np.ndarray:
         """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs: the mean over
