@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from medimg.errors import InputError
 from medimg.server.config import Limits, Peer
-from medimg.server.dicom_node import fetch_priors, find, retrieve, send_instances
+from medimg.server.dicom_node import _associate, fetch_priors, find, retrieve, send_instances
 
 # the module-scoped node (and its storescp) is built once, on one worker
 pytestmark = pytest.mark.xdist_group("test_dimse")
@@ -571,9 +572,15 @@ def test_scu_errors_name_the_peer(medimg_server: Any, tmp_path: Path, ct_files: 
     ae.add_requested_context("1.2.840.10008.1.1")
     holder = ae.associate("127.0.0.1", full.node.port, ae_title="FULL")
     assert holder.is_established
+    rejected = r"peer FULL \(FULL@127.0.0.1:\d+\): rejected the association \(rejected transient, local limit exceeded\); try again later"
     try:
-        with pytest.raises(InputError, match=r"peer FULL \(FULL@127.0.0.1:\d+\): rejected the association"):
+        with pytest.raises(InputError, match=rejected):
             send_instances(a3, "FULL", ct_files[:1])
+        # pynetdicom's requestor misses a reject that arrives (and the connection closes) before the
+        # requesting thread looks at the connection; a slow EVT_REQUESTED handler makes that certain
+        with pytest.raises(InputError, match=rejected):
+            _associate(a3, "FULL", [build_context(Verification)],
+                       handlers=[(evt.EVT_REQUESTED, lambda _event: time.sleep(0.5))])
     finally:
         holder.release()
 

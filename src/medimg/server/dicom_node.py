@@ -111,6 +111,7 @@ from pynetdicom._handlers import (
     standard_pdu_sent_handler,
 )
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.service_class import ServiceClass, StorageServiceClass
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -912,6 +913,22 @@ def _peer_label(name: str, peer: Peer) -> str:
     return f"peer {name} ({peer.aet}@{peer.host}:{peer.port})"
 
 
+def _reject_of(assoc: Association) -> str | None:
+    """``'<result>, <reason>'`` if the peer sent an A-ASSOCIATE-RJ, else None.
+
+    pynetdicom's requestor can miss a reject: when the DUL thread connects, sends the request, reads
+    the reject and closes the connection before the requesting thread checks that the connection is
+    open, that thread aborts without reading the reject, which is left in the DUL's queue for the
+    user (seen under load with a peer at its association limit).  Look there too."""
+    candidates = [assoc.acceptor.primitive] if assoc.is_rejected else []
+    with contextlib.suppress(AttributeError):
+        candidates += list(assoc.dul.to_user_queue.queue)
+    for primitive in candidates:
+        if isinstance(primitive, A_ASSOCIATE) and primitive.result in (0x01, 0x02):
+            return f"{primitive.result_str.lower()}, {primitive.reason_str.lower()}"
+    return None
+
+
 def _associate(server: MedimgServer, peer_name: str, contexts: list[PresentationContext],
                handlers: list[Any] | None = None) -> tuple[Association, str]:
     """An established association with a configured peer, or an InputError naming it."""
@@ -934,9 +951,11 @@ def _associate(server: MedimgServer, peer_name: str, contexts: list[Presentation
                          evt_handlers=[(evt.EVT_CONN_OPEN, on_open), *(handlers or [])])
     if assoc.is_established:
         return assoc, label
-    if assoc.is_rejected:
-        raise InputError(label, "rejected the association",
-                         f"check that it knows the AE title {cfg.aet} and accepts these SOP classes")
+    reject = _reject_of(assoc)
+    if reject is not None:
+        todo = ("try again later" if "transient" in reject
+                else f"check that it knows the AE title {cfg.aet} and accepts these SOP classes")
+        raise InputError(label, f"rejected the association ({reject})", todo)
     if connected:
         raise InputError(label, "aborted the association request", f"check that it accepts {cfg.aet}")
     raise InputError(label, "cannot be reached (connection refused or timed out)",
