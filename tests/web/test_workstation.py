@@ -415,6 +415,27 @@ def test_the_technologist_sees_the_findings_but_cannot_review_or_sign(browser: A
         ctx.close()
 
 
+def test_a_chest_xray_finding_shows_where_its_heatmap_lies(ada: Any, ws: Workstation) -> None:
+    """The pneumonia finding on the adult radiograph RG1: the share of its Grad-CAM heatmap inside the
+    lung fields, under a readable name, and the caveat when most of it lies outside them."""
+    r = ada.request.get(f"/api/studies/{ws.cr_uid}/report")
+    assert r.status == 200, r.status
+    finding = next(f for f in r.json()["findings"]
+                   if any(m["name"] == "gradcam_share_in_lung_fields" for m in f["measurements"]))
+    share = next(m["value"] for m in finding["measurements"] if m["name"] == "gradcam_share_in_lung_fields")
+    page = new_page(ada, "chest-xray")
+    open_study(page, ws, ws.cr_uid)
+    item = card(page, finding["id"])
+    item.wait_for()
+    item.click()
+    measure = item.locator(".measure", has_text="Heatmap in lung fields")
+    measure.wait_for()
+    assert measure.locator(".v").inner_text() == f"{100 * share:.0f}%"
+    caveat = "of the heatmap lies outside the lung fields"
+    assert (caveat in item.inner_text()) == (share < 0.5)
+    shot(page, "08-chest-xray-heatmap-share")
+
+
 # ------------------------------------------------------------------------------------------ review
 def test_review_accept_mark_add_withdraw_impression_and_sign(ada: Any, ws: Workstation) -> None:
     page = new_page(ada, "review")

@@ -92,6 +92,8 @@ const MEASURES = {
 };
 
 export function measureName(name) {
+  const share = /^gradcam_share_in_(.+)$/.exec(name || "");
+  if (share) return `Heatmap in ${label(share[1]).toLowerCase()}`;
   return MEASURES[name] || label(name);
 }
 
