@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist, give each worker (and the processes it starts) its share of the cores
+    for torch/OpenMP and ITK threads.  Two workers on 2 cores with 2 threads each made the
+    torch-heavy tests about 3x slower than with 1 thread each (the threads of one worker wait on
+    those of the other).  Set before torch or SimpleITK is imported; a value already set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 2:
+        return
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ.setdefault(var, share)
+    if "torch" in sys.modules:  # imported by a plugin already: the variable came too late
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores()
 
 
 def _data_dir() -> Path:
