@@ -8,4 +8,4 @@ if [ ! -f "$MEDIMG_DATA/MANIFEST.md" ]; then
   echo "test: real data not found at $MEDIMG_DATA (put ../shared beside the checkout or set MEDIMG_DATA)" >&2
   exit 1
 fi
-.venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
+.venv/bin/python -m pytest -n 2 --dist loadgroup -q --durations=20 "$@"
