@@ -9,7 +9,8 @@ directly with MONAI and driven by hand with the same calls (``torch.inference_mo
 sigmoid, ``monai.inferers.sliding_window_inference``, and the model's test-time views written out
 with ``torch.flip`` / ``torch.rot90``, the jitter views with ``affine_grid`` / ``grid_sample``); both give the same numbers (checked before timing).  Input
 preparation (resizing, normalisation) is done once beforehand for both, so the figures compare the
-inference path only.  The table shows images per second (best of N repeats, medimg and plain
+inference path only; the classifiers run in batches of 128 images on both paths (medimg's default:
+on 2 cores 1.4-1.6x faster than one batch of all 624).  The table shows images per second (best of N repeats, medimg and plain
 measured alternately, to be robust to other load on a shared machine) and the ratio medimg / plain: the goal is >= 0.95 (the wrapper costs nothing measurable).  Nothing is asserted.
 """
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_root, print_table  # noqa: E402
 
 GOAL_RATIO = 0.95
+BATCH = 128  # images per network call on both paths (Model.predict_proba's default)
 
 
 def _plain_views(tta):
@@ -169,14 +171,16 @@ def main() -> None:
             x = ds.x
 
             def wrapped(x=x, m=m):
-                return m.predict_proba(x)
+                return m.predict_proba(x, batch_size=BATCH)
 
             def raw(x=x, nets=plain, t=m.temperature, vs=plain_views):
                 with torch.inference_mode():
-                    xt = torch.from_numpy(x)
-                    seen = [f(xt) for f, _ in vs]  # each view made once
-                    return torch.stack([torch.softmax(n(xv) / t, 1) for n in nets
-                                        for xv in seen]).mean(0).numpy()
+                    out = []
+                    for xt in torch.split(torch.from_numpy(x), BATCH):
+                        seen = [f(xt) for f, _ in vs]  # each view made once
+                        out.append(torch.stack([torch.softmax(n(xv) / t, 1) for n in nets
+                                                for xv in seen]).mean(0))
+                    return torch.cat(out).numpy()
 
             np.testing.assert_allclose(wrapped(), raw(), atol=1e-5)
             count = len(x)
