@@ -430,7 +430,8 @@ def test_a_chest_xray_finding_shows_where_its_heatmap_lies(ada: Any, ws: Worksta
     item.click()
     measure = item.locator(".measure", has_text="Heatmap in lung fields")
     measure.wait_for()
-    assert measure.locator(".v").inner_text() == f"{100 * share:.0f}%"
+    shown = measure.locator(".v").inner_text()
+    assert shown.endswith("%") and abs(int(shown[:-1]) - 100 * share) <= 0.5 + 1e-9, (shown, share)
     caveat = "of the heatmap lies outside the lung fields"
     assert (caveat in item.inner_text()) == (share < 0.5)
     shot(page, "08-chest-xray-heatmap-share")
