@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_root, print_table  # noqa: E402
 
 GOAL_RATIO = 0.95
-BATCH = 128  # images per network call on both paths (Model.predict_proba's default)
 
 
 def _plain_views(tta):
@@ -150,6 +149,7 @@ def main() -> None:
     from monai.inferers import sliding_window_inference
 
     from medimg.models import available, load
+    from medimg.models.registry import BATCH_IMAGES as BATCH  # both paths: predict_proba's default
     from medimg.train.data import load_split
 
     torch.set_num_threads(a.threads)

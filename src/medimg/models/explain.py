@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .nets import cam_layer
-from .registry import Model
+from .registry import BATCH_IMAGES, Model
 from .tta import apply, exact_views, invert
 
 __all__ = ["faithfulness", "gradcam", "heatmap_for_image", "save_overlay"]
@@ -66,11 +66,6 @@ def gradcam(model: Model, x: np.ndarray, class_index: int | None = None, *,
     return out.astype(np.float32)
 
 
-# Curve images per model call: small CNNs on 2 CPU cores run 1.5-2x faster per image in batches of
-# about a hundred than in thousands (us-breast: 20 img/s at 64, 11 at 704).
-_BATCH_IMAGES = 128
-
-
 def faithfulness(model: Model, x: np.ndarray, heats: np.ndarray | None = None, *, steps: int = 10,
                  seed: int = 0, baseline: str = "blur") -> dict[str, Any]:
     """Deletion and insertion scores of heatmaps for prepared inputs ``x`` ``(n, c, y, x)``.
@@ -99,7 +94,7 @@ def faithfulness(model: Model, x: np.ndarray, heats: np.ndarray | None = None, *
     hw = x.shape[2] * x.shape[3]
     sigma = max(1.0, min(x.shape[2:]) / 10)
     per_image = 2 * 2 * (steps + 1)  # (heatmap, random order) x (deletion, insertion) x steps
-    chunk = max(1, _BATCH_IMAGES // per_image)  # images whose curves go in one model call
+    chunk = max(1, BATCH_IMAGES // per_image)  # images whose curves go in one model call
     probs = []
     for start in range(0, len(x), chunk):
         batch = []

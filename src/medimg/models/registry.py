@@ -23,9 +23,15 @@ from ..errors import InputError
 from .contract import Contract, ContractError, prepare
 from .tta import task_problem, views
 
-__all__ = ["FORMAT", "Model", "ModelError", "available", "load", "save_model", "weights_dir"]
+__all__ = ["BATCH_IMAGES", "FORMAT", "Model", "ModelError", "available", "load", "save_model", "weights_dir"]
 
 FORMAT = "medimg-model/1"
+
+
+# Images per network call in Model.predict_proba (and the explanation check's curves): on 2 CPU cores
+# the shipped classifiers ran 1.4-1.6x faster in batches of 128-256 than in one batch of 624
+# (us-breast 27.8 vs 17.2 img/s, cxr-pneumonia 673 vs 495); batches of thousands were slower still.
+BATCH_IMAGES = 128
 
 
 class ModelError(InputError):
@@ -63,11 +69,10 @@ class Model:
     tta: str = "none"  # test-time augmentation (medimg.models.tta): views averaged at inference
 
     # ---------------------------------------------------------------- raw tensors
-    def member_view_logits(self, x: Any, batch_size: int = 128) -> Any:
+    def member_view_logits(self, x: Any, batch_size: int = BATCH_IMAGES) -> Any:
         """``(k * v, n, classes)`` logits of every member in every test-time view of a prepared
         ``(n, c, y, x)`` tensor (one view, the image as it is, when the model has no TTA), run
-        ``batch_size`` images at a time (128: on 2 CPU cores the shipped classifiers run 1.4-1.6x
-        faster in batches of 128-256 than in one batch of 624, see benchmarks/inference.py)."""
+        ``batch_size`` images at a time (see :data:`BATCH_IMAGES`)."""
         import torch
 
         from .tta import apply
@@ -79,7 +84,7 @@ class Model:
                 parts.append(torch.stack([m(xv) for m in self.members for xv in seen]))
             return torch.cat(parts, dim=1)
 
-    def predict_proba(self, x: Any, batch_size: int = 128) -> np.ndarray:
+    def predict_proba(self, x: Any, batch_size: int = BATCH_IMAGES) -> np.ndarray:
         """Calibrated ensemble probabilities ``(n, classes)`` of prepared inputs: the mean over
         members and test-time views of ``softmax(logits / temperature)``."""
         import torch
