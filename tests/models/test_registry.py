@@ -36,8 +36,8 @@ def test_every_shipped_model_is_listed_and_small() -> None:
     assert set(SHIPPED) <= set(available())
     for name in available():
         size = (weights_dir() / f"{name}.pt").stat().st_size
-        # small enough to ship in the wheel: the largest, us-breast (25 members), is 4.9 MiB
-        assert size < 6 * 1024 * 1024, f"{name}: {size} bytes"
+        # small enough to ship in the wheel: the largest, us-breast (50 members), is 9.9 MiB
+        assert size < 12 * 1024 * 1024, f"{name}: {size} bytes"
         assert (docs_dir() / f"{name}.md").is_file(), f"{name} has no model card"
 
 

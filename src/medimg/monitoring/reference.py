@@ -15,7 +15,7 @@ chest_ct       lung detector     ct/lung-pet-ct-dx-A0001 series-2 and series-3: 
                                  calibrated on -- one patient, so numeric features use the range rule
 chest_xray     cxr-pneumonia     xray/pneumoniamnist.npz split train (4708 images)
 breast_us      us-breast         us/breastmnist.npz splits train and val (624 images: the model's
-                                 5-fold cross-validation pool)
+                                 10-fold cross-validation pool)
 retina         retina-vessels    retina/drive/training/images (20: the 17 training + 3 validation)
 =============  ================  ====================================================================
 
@@ -72,7 +72,7 @@ REFERENCES: dict[str, dict[str, Any]] = {
         "features": ("scanner", "pixel_spacing", *PIXEL_STATS),
         "notes": {k: _NO_HEADER.format(what="BreastMNIST") for k in ("scanner", "pixel_spacing")},
         "description": "the training and validation splits of BreastMNIST (breast ultrasound, one public "
-                       "dataset), pooled for the model's 5-fold cross-validation",
+                       "dataset), pooled for the model's 10-fold cross-validation",
     },
     "retina": {
         "data": "retina/drive", "split": "training",
