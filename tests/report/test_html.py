@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ from scipy import ndimage
 
 from medimg.image import Image
 from medimg.report.html import render_html
-from medimg.report.model import Report
+from medimg.report.model import Location, Measurement, Report
 from medimg.report.render import (
     FINDING_COLOUR,
     LONG_AXIS_COLOUR,
@@ -55,6 +56,32 @@ def test_html_shows_the_findings_numbers(html: str, ct_report: Report) -> None:
     assert "test-threshold-lungs" in text and "It is not a diagnosis." in text
     for section in ("summary", "quality", "findings", "key-images", "recommendations", "provenance"):
         assert f'<section id="{section}"' in html
+
+
+def _findings_header(html: str) -> list[str]:
+    section = html.split('<section id="findings">', 1)[1]
+    head = section.split("</thead>", 1)[0]
+    return [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>.*?</th>", head, re.S)]
+
+
+def test_findings_table_leaves_out_columns_no_finding_fills(html: str, ct_report: Report) -> None:
+    # The CT nodule fills every column.
+    full = ["ID", "Finding", "Location", "Long axis", "Short axis", "Volume", "Mean attenuation", "Other",
+            "Confidence", "Review"]
+    assert _findings_header(html) == full
+    # A 2-D classifier's finding (a probability, no position or size) gets no empty columns, and its
+    # row has as many cells as the header.
+    f = ct_report.findings[0]
+    flat = dataclasses.replace(f, id="F2", location=Location(), mask=None,
+                               measurements=[Measurement("malignancy_probability", 0.15, "1", "model")])
+    only_flat = render_html(dataclasses.replace(ct_report, findings=[flat], recommendations=[]), None)
+    assert _findings_header(only_flat) == ["ID", "Finding", "Other", "Confidence", "Review"]
+    body = only_flat.split('<section id="findings">', 1)[1].split("</tbody>", 1)[0].split("<tbody>", 1)[1]
+    assert len(re.findall(r"<td[ >]", body)) == 5
+    assert "malignancy probability 0.15" in body
+    # With both, the nodule's columns stay and the flat finding shows "-" in them.
+    both = render_html(dataclasses.replace(ct_report, findings=[f, flat]), None)
+    assert _findings_header(both) == full
 
 
 def test_html_is_self_contained(html: str) -> None:

@@ -117,6 +117,14 @@ def _finding_row(f: Finding, review: Review | None = None) -> dict[str, Any]:
     }
 
 
+_OPTIONAL_COLUMNS = ("where", "long", "short", "volume", "mean_hu")
+
+
+def _shown_columns(rows: Sequence[dict[str, Any]]) -> set[str]:
+    """The optional columns of the findings table that at least one finding fills."""
+    return {c for c in _OPTIONAL_COLUMNS if any(r[c] != "-" for r in rows)}
+
+
 def _image_groups(report: Report, images: Sequence[KeyImage]) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
     by_id: dict[str | None, list[dict[str, Any]]] = {}
@@ -171,10 +179,11 @@ def render_html(report: Report, image: Image | None, *,
     preprocessing = "; ".join(
         op.get("name", "?") + (f" ({_plain_text(op.get('params'))})" if op.get("params") else "")
         for op in report.preprocessing)
+    rows = [_finding_row(f, report.review) for f in report.findings]
     return str(_environment().get_template("report.html.j2").render(
         r=report, title=_title(report), study_date=_date(report.study.study_date),
         refused=report.status != "complete", quality=quality,
-        findings=[_finding_row(f, report.review) for f in report.findings], structures=structures,
+        findings=rows, shown=_shown_columns(rows), structures=structures,
         images=_image_groups(report, images), recommendations=report.recommendations,
         comparisons=comparisons, steps=steps, timings=timings, preprocessing=preprocessing,
         schema_version=SCHEMA_VERSION, review=_review_summary(report),
